@@ -111,6 +111,48 @@ def _pattern_geometry(crystal, zone_axis, orientation, voltage_kv, g_max, sg_max
     return rot, k, hkl_all[mask], g_lab[:, mask], s_all[:, mask]
 
 
+def bloch_intensities(
+    model: ScatteringModel,
+    beams: BeamSet,
+    orientation: torch.Tensor,
+    thickness: torch.Tensor,
+    *,
+    voltage_kv: float = 200.0,
+    atoms=None,
+    absorption: float = 0.0,
+    surface_normal=None,
+    method: str = "eigen",
+) -> torch.Tensor:
+    """Differentiable Bloch-wave intensities I [B, T, N] for one beam set at B orientations.
+
+    orientation [B, 3, 3] (crystal → lab), thickness [T] or [B, T] (Å along the surface normal),
+    ``atoms`` a ``CellAtoms`` (differentiable positions/U) or None for the stored structure,
+    ``surface_normal`` a crystal-frame Cartesian vector (None: along the beam). Gradients flow to
+    atoms, thickness and orientation.
+    """
+    k = 1.0 / electron_wavelength(voltage_kv)
+    dtype = model.dtype
+    recip = model.reciprocal_basis
+    hkl = torch.as_tensor(beams.hkl, dtype=dtype, device=recip.device)
+    g_lab = torch.einsum("bij,jk,mk->bmi", orientation, recip, hkl)
+    s = excitation_errors(g_lab, k)
+    if surface_normal is None:
+        normal_lab = torch.zeros_like(orientation[:, :, 0])
+        normal_lab[:, 2] = 1.0
+    else:
+        n = torch.as_tensor(surface_normal, dtype=dtype, device=recip.device)
+        normal_lab = orientation @ (n / torch.linalg.vector_norm(n))
+    k_normal = k * normal_lab[:, 2]
+    if torch.any(k_normal <= 0):
+        raise ValueError("the surface normal must point into the crystal along the beam (K·n > 0)")
+    g_normal = torch.einsum("bmi,bi->bm", g_lab, normal_lab)
+    f_coupling = model.structure_factors(beams.coupling_hkl, atoms)
+    u = coupling_potentials(f_coupling, potential_prefactor(voltage_kv, model.volume), beams.zero_coupling, absorption)
+    a = structure_matrix(u, beams.coupling_index.to(recip.device), s, g_normal, k_normal, k)
+    phi = propagate(a, thickness_to_tau(thickness, k_normal), method)
+    return phi.real**2 + phi.imag**2
+
+
 def simulate_pattern(
     crystal,
     zone_axis: Sequence[float] | None = None,
@@ -151,25 +193,18 @@ def simulate_pattern(
         raise ValueError(f"method {method!r} needs a Hermitian structure matrix; with absorption use 'matrix_exp' or 'auto'")
     thicknesses = _thicknesses(thickness)
     rot, k, hkl, g_lab, s = _pattern_geometry(crystal, zone_axis, orientation, voltage_kv, g_max, sg_max)
-    beams = BeamSet.from_hkl(hkl)
     model = ScatteringModel(crystal, dtype=dtype, device=device)
     with torch.no_grad():
-        f_coupling = model.structure_factors(beams.coupling_hkl)
-        u = coupling_potentials(f_coupling, potential_prefactor(voltage_kv, model.volume), beams.zero_coupling, absorption)
-        if surface_normal is None:
-            normal_lab = np.tile([0.0, 0.0, 1.0], (len(rot), 1))
-        else:
-            n = np.asarray(surface_normal, dtype=float)
-            normal_lab = rot @ (n / np.linalg.norm(n))
-        k_normal = k * normal_lab[:, 2]
-        if np.any(k_normal <= 0):
-            raise ValueError("the surface normal must point into the crystal along the beam (K·n > 0)")
-        g_normal = np.einsum("bmi,bi->bm", g_lab, normal_lab)
-        as_t = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
-        a = structure_matrix(u, beams.coupling_index.to(device), as_t(s), as_t(g_normal), as_t(k_normal), k)
-        tau = thickness_to_tau(as_t(thicknesses), as_t(k_normal))
-        phi = propagate(a, tau, method)
-        intensity = (phi.real**2 + phi.imag**2).cpu().numpy()  # [B, T, N]
+        intensity = bloch_intensities(
+            model,
+            BeamSet.from_hkl(hkl),
+            torch.as_tensor(rot, dtype=dtype, device=device),
+            torch.as_tensor(thicknesses, dtype=dtype, device=device),
+            voltage_kv=voltage_kv,
+            absorption=absorption,
+            surface_normal=surface_normal,
+            method=method,
+        ).cpu().numpy()
     return _pattern_frame(hkl, g_lab, s, thicknesses, intensity)
 
 
