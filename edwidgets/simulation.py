@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import gemmi
 import numpy as np
 import pandas as pd
 import torch
@@ -34,7 +35,8 @@ class ScatteringModel:
     (a ``CellAtoms`` from ``crystal.expand(params)``).
     """
 
-    def __init__(self, crystal, dtype: torch.dtype = torch.float64, device=None):
+    def __init__(self, crystal, dtype: torch.dtype = torch.float64, device=None, *, cell=None):
+        """``cell`` overrides the crystal's cell for geometry (a data file's cell is the authority)."""
         self.crystal = crystal
         self.dtype = dtype
         self.device = device
@@ -45,8 +47,13 @@ class ScatteringModel:
         coef_a, coef_b = electron_factor_coefficients(self.element_symbols)
         self.coef_a = torch.as_tensor(coef_a, dtype=dtype, device=device)
         self.coef_b = torch.as_tensor(coef_b, dtype=dtype, device=device)
-        self.reciprocal_basis = torch.as_tensor(crystal.reciprocal_basis(), dtype=dtype, device=device)
-        self.volume = float(crystal.volume)
+        if cell is None:
+            recip, volume = crystal.reciprocal_basis(), float(crystal.volume)
+        else:
+            real = np.array(gemmi.UnitCell(*cell).orth.mat.tolist())
+            recip, volume = np.linalg.inv(real).T, float(abs(np.linalg.det(real)))
+        self.reciprocal_basis = torch.as_tensor(recip, dtype=dtype, device=device)
+        self.volume = volume
         self._default_atoms = atoms
 
     def structure_factors(self, hkl, atoms=None) -> torch.Tensor:

@@ -1,0 +1,215 @@
+"""Differentiable forward model of a 3D-ED experiment: structure → integrated frame intensities.
+
+Per frame: one beam set (the union over the frame's orientation samples, physics-notes §5),
+the structure matrices of all samples decomposed in one batch, intensities averaged over the
+samples (continuous rotation or precession), then gathered for the frame's reflections. All
+coupling structure factors of the whole dataset are evaluated in one call per forward pass and
+gathered through cached index tensors.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ExperimentError
+from ..physics.beams import BeamSet, excitation_errors, reciprocal_points_within, rotation_matrix
+from ..physics.bloch import coupling_potentials, propagate, structure_matrix, thickness_to_tau
+from ..physics.constants import potential_prefactor
+from ..simulation import ScatteringModel
+from .frames import Experiment
+from .residuals import Observations, prepare_observations
+from .selection import delta_s_g, select_reflections
+
+
+@dataclass
+class FramePlan:
+    """Everything fixed about one frame during a refinement."""
+
+    frame: int
+    beams: BeamSet
+    coupling_index: torch.Tensor  # [N, N] into the global coupling list
+    sample_orientations: torch.Tensor  # [S, 3, 3]
+    rows: torch.Tensor  # positions (in the model's reflection order) of this frame's reflections
+    beam_of_row: torch.Tensor  # beam index of each of those reflections
+
+
+def small_rotation(angles: torch.Tensor) -> torch.Tensor:
+    """Differentiable R = R_z(ω) R_y(β) R_x(α) for angles [..., 3] = (α, β, ω) in radians."""
+    a, b, w = angles.unbind(-1)
+    one, zero = torch.ones_like(a), torch.zeros_like(a)
+
+    def mat(rows):
+        return torch.stack([torch.stack(r, -1) for r in rows], -2)
+
+    rx = mat([[one, zero, zero], [zero, a.cos(), -a.sin()], [zero, a.sin(), a.cos()]])
+    ry = mat([[b.cos(), zero, b.sin()], [zero, one, zero], [-b.sin(), zero, b.cos()]])
+    rz = mat([[w.cos(), -w.sin(), zero], [w.sin(), w.cos(), zero], [zero, zero, one]])
+    return rz @ ry @ rx
+
+
+class ForwardModel:
+    """Integrated intensities of every selected reflection of an experiment for a structure.
+
+    g_max: beams included in the Bloch calculation (Å⁻¹); resolution: reflections scored
+    (|g| ≤ resolution, default g_max); sg_max: excitation-error limit for beams at any sample;
+    n_samples: orientation samples per frame ("auto" uses physics-notes §7 with
+    ``thickness_hint``); selection: (R_Sg^max, D_Sg) of Klar et al., or None to score every
+    reflection of the file.
+    """
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        crystal,
+        *,
+        g_max: float = 2.0,
+        resolution: float | None = None,
+        sg_max: float = 0.01,
+        n_samples: int | str = "auto",
+        thickness_hint: float = 1000.0,
+        selection: tuple[float, float] | None = (0.66, 0.0015),
+        absorption: float = 0.0,
+        method: str = "eigen",
+        dtype: torch.dtype = torch.float64,
+        device=None,
+        progress=None,
+    ):
+        experiment.check_cell(crystal.cell, getattr(crystal, "name", "") or "structure")
+        self.experiment = experiment
+        self.crystal = crystal
+        self.dtype, self.device = dtype, device
+        self.g_max, self.sg_max = float(g_max), float(sg_max)
+        self.resolution = float(resolution if resolution is not None else g_max)
+        self.absorption = float(absorption)
+        self.method = "matrix_exp" if absorption and method == "eigen" else method
+        self.model = ScatteringModel(crystal, dtype=dtype, device=device, cell=experiment.cell)
+        self.k = 1.0 / experiment.wavelength
+        self.prefactor = potential_prefactor(experiment.voltage_kv, self.model.volume)
+        if n_samples == "auto":
+            n_samples = experiment.auto_samples(thickness_hint, self.resolution)
+        self.n_samples = int(n_samples)
+        self.selection = selection
+        self._build(progress)
+
+    # --- set-up -------------------------------------------------------------
+    def _build(self, progress) -> None:
+        exp = self.experiment
+        recip = self.model.reciprocal_basis.cpu().numpy()
+        refl = exp.reflections
+        hkl_obs = refl[["h", "k", "l"]].to_numpy(np.int64)
+        frames = refl["frame"].to_numpy()
+        g_len = np.linalg.norm(hkl_obs @ recip.T, axis=1)
+        keep = g_len <= self.resolution
+        if self.selection is not None and exp.geometry == "continuous":
+            g_lab = np.einsum("nij,jk,nk->ni", exp.orientations[frames], recip, hkl_obs)
+            s_centre = excitation_errors(torch.as_tensor(g_lab), self.k)
+            dsg = delta_s_g(torch.as_tensor(g_lab), torch.as_tensor(exp.rotation_axis), torch.as_tensor(np.radians(exp.half_width_deg[frames])))
+            keep &= select_reflections(s_centre, dsg, self.selection[0], self.selection[1]).numpy()
+        self.rows_in_data = np.flatnonzero(keep)  # rows of experiment.reflections that are scored
+        if len(self.rows_in_data) == 0:
+            raise ExperimentError(f"{exp.source or exp.name}: no reflection passes the resolution/selection limits")
+        candidates = reciprocal_points_within(recip, self.g_max)
+        kept_frames = frames[self.rows_in_data]
+        plans, coupling_keys = [], {}
+        iterator = range(exp.n_frames)
+        if progress is not None:
+            iterator = progress(iterator, desc="frame beam sets", leave=False)
+        for f in iterator:
+            rows = np.flatnonzero(kept_frames == f)
+            samples = exp.sample_orientations(f, self.n_samples)
+            g_lab = np.einsum("sij,jk,mk->smi", samples, recip, candidates)
+            s = excitation_errors(torch.as_tensor(g_lab), self.k).numpy()
+            mask = (np.abs(s) <= self.sg_max).any(0)
+            mask[0] = True
+            hkl_f = candidates[mask]
+            obs_hkl = hkl_obs[self.rows_in_data[rows]]
+            known = {tuple(h): i for i, h in enumerate(hkl_f)}
+            extra = [h for h in map(tuple, obs_hkl) if h not in known]
+            if extra:
+                hkl_f = np.concatenate([hkl_f, np.unique(np.array(extra), axis=0)])
+                known = {tuple(h): i for i, h in enumerate(hkl_f)}
+            beams = BeamSet.from_hkl(hkl_f)
+            global_index = np.array([coupling_keys.setdefault(tuple(d), len(coupling_keys)) for d in beams.coupling_hkl])
+            plans.append(
+                FramePlan(
+                    frame=f,
+                    beams=beams,
+                    coupling_index=torch.as_tensor(global_index[beams.coupling_index.numpy()], device=self.device),
+                    sample_orientations=torch.as_tensor(samples, dtype=self.dtype, device=self.device),
+                    rows=torch.as_tensor(rows, device=self.device),
+                    beam_of_row=torch.as_tensor([known[tuple(h)] for h in obs_hkl], dtype=torch.long, device=self.device),
+                )
+            )
+        self.plans = plans
+        self.coupling_hkl = np.array(list(coupling_keys), dtype=np.int64).reshape(-1, 3)
+        self.zero_coupling = coupling_keys[(0, 0, 0)]
+        data = exp.reflections.iloc[self.rows_in_data]
+        self.hkl = data[["h", "k", "l"]].to_numpy(np.int64)
+        self.frame_index = torch.as_tensor(data["frame"].to_numpy(), device=self.device)
+        self.observations: Observations = prepare_observations(
+            torch.as_tensor(data["I"].to_numpy(), dtype=self.dtype, device=self.device),
+            torch.as_tensor(data["sigma"].to_numpy(), dtype=self.dtype, device=self.device),
+            frame_index=self.frame_index,
+            n_frames=exp.n_frames,
+        )
+
+    # --- evaluation ---------------------------------------------------------
+    @property
+    def n_reflections(self) -> int:
+        return len(self.rows_in_data)
+
+    def beam_counts(self) -> np.ndarray:
+        return np.array([p.beams.n_beams for p in self.plans])
+
+    def couplings(self, atoms=None) -> torch.Tensor:
+        """U_d of every beam difference of the dataset (one structure-factor evaluation)."""
+        f = self.model.structure_factors(self.coupling_hkl, atoms)
+        return coupling_potentials(f, self.prefactor, self.zero_coupling, self.absorption)
+
+    def frame_intensities(self, plan: FramePlan, couplings: torch.Tensor, thickness: torch.Tensor,
+                          rotation: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample-averaged intensities [T, n_rows] of one frame's reflections.
+
+        thickness [T] (Å, along the beam); rotation: optional extra crystal rotation [3, 3] applied
+        before the frame orientation (orientation refinement).
+        """
+        orientations = plan.sample_orientations
+        if rotation is not None:
+            orientations = orientations @ rotation
+        hkl = torch.as_tensor(plan.beams.hkl, dtype=self.dtype, device=self.device)
+        g_lab = torch.einsum("sij,jk,mk->smi", orientations, self.model.reciprocal_basis, hkl)
+        s = excitation_errors(g_lab, self.k)
+        k_normal = torch.full((len(orientations),), self.k, dtype=self.dtype, device=self.device)
+        a = structure_matrix(couplings, plan.coupling_index, s, g_lab[..., 2], k_normal, self.k)
+        phi = propagate(a, thickness_to_tau(thickness.reshape(-1), k_normal), self.method)
+        intensity = (phi.real**2 + phi.imag**2).mean(0)  # average over samples → [T, N]
+        return intensity[:, plan.beam_of_row]
+
+    def intensities(self, thickness: torch.Tensor, atoms=None, rotations: torch.Tensor | None = None,
+                    frames=None) -> torch.Tensor:
+        """Unscaled I_calc [n_reflections] (model order) for thickness [n_frames] (Å).
+
+        ``rotations`` [n_frames, 3, 3] applies per-frame orientation corrections; ``frames``
+        restricts the evaluation to some frames (the other entries stay 0).
+        """
+        thickness = torch.as_tensor(thickness, dtype=self.dtype, device=self.device)
+        if thickness.ndim == 0:
+            thickness = thickness.expand(self.experiment.n_frames)
+        if not torch.all(torch.isfinite(thickness)):
+            raise ExperimentError("thickness is not finite (NaN or inf)")
+        couplings = self.couplings(atoms)
+        parts, index = [], []
+        plans = self.plans if frames is None else [self.plans[f] for f in frames]
+        for plan in plans:
+            if len(plan.rows) == 0:
+                continue
+            rot = None if rotations is None else rotations[plan.frame]
+            parts.append(self.frame_intensities(plan, couplings, thickness[plan.frame : plan.frame + 1], rot)[0])
+            index.append(plan.rows)
+        out = torch.zeros(self.n_reflections, dtype=self.dtype, device=self.device)
+        if parts:
+            out = out.index_put((torch.cat(index),), torch.cat(parts))
+        return out
