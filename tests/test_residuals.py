@@ -245,3 +245,26 @@ def test_report(obs):
     assert d["wR_all"] == pytest.approx(wr_all(ic, obs).value.item())
     text = str(rep)
     assert f"{100 * rep.wr_all:.2f} %" in text and "R_obs" in text and "(5 all)" in text
+
+
+def test_weak_rule_boundary_and_observed_boundary():
+    # I = 0.01σ exactly is not weak (strict <); I = 3σ exactly is not observed (strict >)
+    o = prepare_observations(torch.tensor([0.01, 0.0099, 30.0, 30.0001], dtype=F64),
+                             torch.tensor([1.0, 1.0, 10.0, 10.0], dtype=F64))
+    assert o.weak.tolist() == [False, True, False, False]
+    assert o.sigma_sqrt[0].item() == pytest.approx(1.0 / (2 * 0.1))
+    assert o.observed.tolist() == [False, False, False, True]
+
+
+def test_subset_keeps_frames(obs):
+    sub = obs.subset(torch.tensor([True, False, True, True, False]))
+    assert sub.n_all == 3 and sub.frame_index.tolist() == [0, 0, 1] and sub.n_frames == 2
+    assert sub.weight.tolist() == pytest.approx([obs.weight[i].item() for i in (0, 2, 3)])
+    with pytest.raises(ExperimentError):
+        obs.subset(torch.tensor([True]))
+
+
+def test_float32_calc_works(obs):
+    ic = torch.tensor(I_CALC, dtype=torch.float32)
+    assert wr_all(ic, obs).value.dtype == torch.float32
+    assert wr_all(ic, obs).value.item() == pytest.approx(wr_all(ic.double(), obs).value.item(), rel=1e-5)

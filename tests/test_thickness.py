@@ -209,3 +209,11 @@ def test_bad_arguments():
         ConstantThickness(5.0)(torch.tensor([float("nan")]))
     with pytest.raises(ExperimentError):
         ThicknessNN(RANGE, seed=0).sample(THETA, 0)
+
+
+def test_float32_module():
+    m = ThicknessNN(RANGE, seed=0).to(torch.float32)
+    t = m(THETA)
+    assert t.dtype == torch.float32 and torch.allclose(t.double(), ThicknessNN(RANGE, seed=0)(THETA), rtol=1e-5)
+    g = GeometricThickness(500.0).to(torch.float32)
+    assert g(torch.tensor([0.0, 30.0])).dtype == torch.float32
