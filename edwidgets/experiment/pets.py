@@ -124,6 +124,7 @@ class PetsData:
         ub.flags.writeable = False
         object.__setattr__(self, "ub", ub)
         object.__setattr__(self, "cell", tuple(float(x) for x in self.cell))
+        object.__setattr__(self, "details", _synced_details(self))
         if len(self.cell) != 6:
             raise ValueError(f"PetsData.cell needs 6 numbers (a b c alpha beta gamma), got {len(self.cell)}")
 
@@ -179,6 +180,21 @@ class PetsData:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _synced_details(data: PetsData) -> dict[str, str]:
+    """The details dict with geometry, rotation axis, mosaicity and precession angle added or
+    corrected so that it agrees with the typed fields (which win); text that already agrees is kept."""
+    details = dict(data.details)
+    if data.geometry != "unknown" and _geometry_from_details(details) != data.geometry:
+        details[_details_key(details, GEOMETRY_KEY)] = GEOMETRY_SPELLING.get(data.geometry, data.geometry.replace("_", " "))
+    numbers = [(ROTATION_AXIS_KEY, data.rotation_axis_deg), (MOSAICITY_KEY, data.mosaicity_deg)]
+    if data.geometry == "precession":
+        numbers.append((PRECESSION_KEY, data.precession_angle_deg))
+    for key, value in numbers:
+        if value is not None and _details_float(details, key, None) != value:
+            details[_details_key(details, key)] = _fmt(value)
+    return details
 
 
 def _same_optional(a: float | None, b: float | None) -> bool:
@@ -593,20 +609,11 @@ def write_pets(data: PetsData, path: str | Path) -> Path:
     """Write ``data`` as a ``.cif_pets`` file (atomically); ``read_pets`` gives back an equal object.
 
     Numbers are written with Python's shortest round-trip representation, so the round trip is
-    exact. ``geometry``, ``rotation_axis_deg``, ``mosaicity_deg`` and ``precession_angle_deg`` are
-    written into the details text when the details do not already say the same.
+    exact. (``PetsData`` keeps its details text in line with ``geometry``, ``rotation_axis_deg``,
+    ``mosaicity_deg`` and ``precession_angle_deg``, so those survive too.)
     """
     path = Path(path)
-    details = dict(data.details)
-    if data.geometry != "unknown" and _geometry_from_details(details) != data.geometry:
-        details[_details_key(details, GEOMETRY_KEY)] = GEOMETRY_SPELLING.get(data.geometry, data.geometry.replace("_", " "))
-    for key, value in ((ROTATION_AXIS_KEY, data.rotation_axis_deg), (MOSAICITY_KEY, data.mosaicity_deg)):
-        if value is not None and _details_float(details, key, None) != value:
-            details[_details_key(details, key)] = _fmt(value)
-    if data.geometry == "precession" and data.precession_angle_deg is not None:
-        if _details_float(details, PRECESSION_KEY, None) != data.precession_angle_deg:
-            details[_details_key(details, PRECESSION_KEY)] = _fmt(data.precession_angle_deg)
-
+    details = data.details
     out: list[str] = ["data_pets"]
     for tag, value in zip(CELL_TAGS, data.cell):
         out.append(f"{tag} {_fmt(value)}")
@@ -620,9 +627,11 @@ def write_pets(data: PetsData, path: str | Path) -> Path:
     if details:
         out += [DETAILS_TAG, ";"]
         for key, value in details.items():
-            if "\n" in key or "\n" in value or key.startswith(";"):
-                raise ValueError(f"details entry {key!r} cannot be written on one line")
-            out.append(f"{key}: {value}".rstrip())
+            line = f"{key}: {value}".rstrip()
+            if "\n" in line or "\r" in line or line.startswith(";") or parse_details(line) != {key: value}:
+                raise ValueError(f"details entry {key!r}: {value!r} would not read back as written "
+                                 "(line breaks, a leading ';' or a ': ' inside the value)")
+            out.append(line)
         out.append(";")
     out.append("")
     out += [c for c in data.comments]
