@@ -1,0 +1,225 @@
+"""Preparation before a refinement (paper, Methods 4.3; physics-notes §7): per-frame orientation
+refinement and thickness grid searches, shown with progress and cached on disk.
+
+One eigendecomposition per orientation sample serves every thickness of a grid, so a full
+5–2000 Å search costs little more than one forward pass.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+
+from ..io_utils import atomic_write_bytes
+from ..physics.beams import rotation_matrix
+from .forward import ForwardModel, small_rotation
+
+DEFAULT_GRID = (5.0, 2000.0, 2.0)  # paper: 5–2000 Å in 2 Å steps
+
+
+def thickness_grid(lo: float = DEFAULT_GRID[0], hi: float = DEFAULT_GRID[1], step: float = DEFAULT_GRID[2]) -> np.ndarray:
+    return np.arange(lo, hi + 1e-9, step)
+
+
+def _frame_wr_terms(forward: ForwardModel, plan, i_calc: torch.Tensor):
+    """Numerator and denominator of a frame's wR² for I_calc [T, n] with the closed-form scale."""
+    obs = forward.observations
+    w = obs.weight[plan.rows]
+    io = obs.i_obs[plan.rows]
+    w2 = w**2
+    num_k = (w2 * io * i_calc).sum(-1)
+    den_k = (w2 * i_calc**2).sum(-1)
+    k = torch.where(den_k > 0, num_k / torch.where(den_k > 0, den_k, torch.ones_like(den_k)), torch.ones_like(den_k))
+    residual = (w2 * (io - k[:, None] * i_calc) ** 2).sum(-1)
+    return residual, (w2 * io**2).sum()
+
+
+def frame_wr(forward: ForwardModel, frame: int, thickness: float, rotation: torch.Tensor | None = None) -> float:
+    """wR_all of one frame with its closed-form scale."""
+    plan = forward.plans[frame]
+    if len(plan.rows) == 0:
+        return 0.0
+    with torch.no_grad():
+        i_calc = forward.frame_intensities(plan, _couplings(forward), torch.tensor([thickness], dtype=forward.dtype), rotation)
+        num, den = _frame_wr_terms(forward, plan, i_calc)
+    return float(torch.sqrt(num[0] / den)) if den > 0 else 0.0
+
+
+_COUPLING_CACHE: dict[int, torch.Tensor] = {}
+
+
+def _couplings(forward: ForwardModel) -> torch.Tensor:
+    key = id(forward)
+    if key not in _COUPLING_CACHE:
+        with torch.no_grad():
+            _COUPLING_CACHE.clear()
+            _COUPLING_CACHE[key] = forward.couplings()
+    return _COUPLING_CACHE[key]
+
+
+@dataclass
+class ThicknessSearch:
+    grid: np.ndarray
+    per_frame: np.ndarray  # best thickness of each frame (Å)
+    per_frame_wr: np.ndarray  # its frame wR
+    global_thickness: float  # best single thickness for the whole dataset
+    global_wr: float
+    curve: np.ndarray  # wR_all of the whole dataset vs grid thickness
+
+
+def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor | None = None, progress=None) -> ThicknessSearch:
+    """Grid search of the thickness, per frame and for the whole dataset (closed-form scales)."""
+    grid = thickness_grid() if grid is None else np.asarray(grid, float)
+    t = torch.as_tensor(grid, dtype=forward.dtype)
+    couplings = _couplings(forward)
+    nums = torch.zeros(forward.experiment.n_frames, len(grid), dtype=forward.dtype)
+    dens = torch.zeros(forward.experiment.n_frames, dtype=forward.dtype)
+    plans = forward.plans if progress is None else progress(forward.plans, desc="thickness search", leave=False)
+    with torch.no_grad():
+        for plan in plans:
+            if len(plan.rows) == 0:
+                continue
+            rot = None if rotations is None else rotations[plan.frame]
+            i_calc = forward.frame_intensities(plan, couplings, t, rot)
+            nums[plan.frame], dens[plan.frame] = _frame_wr_terms(forward, plan, i_calc)
+    frame_wr = torch.sqrt(nums / torch.where(dens > 0, dens, torch.ones_like(dens))[:, None])
+    best = torch.argmin(frame_wr, dim=1)
+    curve = torch.sqrt(nums.sum(0) / dens.sum())
+    g = int(torch.argmin(curve))
+    return ThicknessSearch(grid=grid, per_frame=grid[best.numpy()], per_frame_wr=frame_wr[torch.arange(len(best)), best].numpy(),
+                           global_thickness=float(grid[g]), global_wr=float(curve[g]), curve=curve.numpy())
+
+
+def refine_frame_orientation(forward: ForwardModel, frame: int, thickness: float, *, method: str = "nelder-mead",
+                             start_step_deg: float = 0.1, max_evaluations: int = 120) -> tuple[np.ndarray, float, float]:
+    """Best small rotation (3x3, crystal frame) of one frame; returns (rotation, wR before, wR after).
+
+    "nelder-mead": three small angles R_z(ω)R_y(β)R_x(α) by scipy's simplex from a regular simplex.
+    "hexagonal": the two-parameter scan of Palatinus et al. 2013: tilts R_z(φ)R_x(θ)R_z(−φ) of the
+    beam for φ in 60° steps, θ halved whenever no direction improves.
+    """
+    dtype = forward.dtype
+    before = frame_wr(forward, frame, thickness)
+    if len(forward.plans[frame].rows) == 0:
+        return np.eye(3), before, before
+    if method == "nelder-mead":
+        def objective(angles_deg):
+            rot = small_rotation(torch.as_tensor(np.radians(angles_deg), dtype=dtype))
+            return frame_wr(forward, frame, thickness, rot)
+
+        step = start_step_deg
+        simplex = np.array([[0, 0, 0], [step, 0, 0], [0, step, 0], [0, 0, step]], float)
+        simplex -= simplex.mean(0)  # centred on the start
+        res = minimize(objective, np.zeros(3), method="Nelder-Mead",
+                       options=dict(initial_simplex=simplex, maxfev=max_evaluations, xatol=1e-4, fatol=1e-6))
+        best_angles, after = res.x, float(res.fun)
+        if after >= before:
+            return np.eye(3), before, before
+        return small_rotation(torch.as_tensor(np.radians(best_angles), dtype=dtype)).numpy(), before, after
+    if method == "hexagonal":
+        centre = forward.plans[frame].sample_orientations.numpy()
+        centre = centre[len(centre) // 2]
+        centre_inv = np.linalg.inv(centre)
+        lab_total = np.eye(3)
+        best = before
+        theta = math.radians(start_step_deg)
+        evaluations = 0
+        while theta > math.radians(0.002) and evaluations < max_evaluations:
+            improved = False
+            for phi in np.radians(np.arange(0, 360, 60)):
+                rz = rotation_matrix((0, 0, 1), phi)
+                trial_lab = rz @ rotation_matrix((1, 0, 0), theta) @ rz.T @ lab_total
+                crystal_rot = centre_inv @ trial_lab @ centre
+                value = frame_wr(forward, frame, thickness, torch.as_tensor(crystal_rot, dtype=dtype))
+                evaluations += 1
+                if value < best - 1e-9:
+                    best, best_lab, improved = value, trial_lab, True
+            if improved:
+                lab_total = best_lab
+            else:
+                theta /= 2
+        return centre_inv @ lab_total @ centre, before, best
+    raise ValueError(f"unknown orientation refinement method {method!r}; use 'nelder-mead' or 'hexagonal'")
+
+
+@dataclass
+class PreparationResult:
+    """Per-frame orientation corrections (crystal-frame rotations) and thickness estimates."""
+
+    rotations: np.ndarray  # [F, 3, 3]
+    thickness: np.ndarray  # per-frame best thickness after orientation refinement (Å)
+    global_thickness: float
+    wr_before: np.ndarray  # per-frame wR before / after orientation refinement
+    wr_after: np.ndarray
+    settings: dict
+
+    def rotation_tensor(self, dtype=torch.float64) -> torch.Tensor:
+        return torch.as_tensor(self.rotations, dtype=dtype)
+
+    def save(self, path) -> Path:
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, rotations=self.rotations, thickness=self.thickness, global_thickness=self.global_thickness,
+                 wr_before=self.wr_before, wr_after=self.wr_after, settings=json.dumps(self.settings))
+        return atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path) -> "PreparationResult":
+        with np.load(path) as data:
+            return cls(rotations=data["rotations"], thickness=data["thickness"], global_thickness=float(data["global_thickness"]),
+                       wr_before=data["wr_before"], wr_after=data["wr_after"], settings=json.loads(str(data["settings"])))
+
+
+def preparation_key(forward: ForwardModel, settings: dict) -> str:
+    """Hash of everything the preparation depends on: data, structure, model settings."""
+    exp = forward.experiment
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(exp.orientations).tobytes())
+    digest.update(exp.reflections[["h", "k", "l", "I", "sigma", "frame"]].to_numpy(float).tobytes())
+    digest.update(forward.crystal.to_cif_string().encode())
+    digest.update(json.dumps([forward.g_max, forward.sg_max, forward.resolution, forward.n_samples, forward.selection,
+                              forward.absorption, settings], sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def prepare(forward: ForwardModel, *, refine_orientation: bool = True, method: str = "nelder-mead", grid=None,
+            cache_dir=None, progress=None, frames=None) -> PreparationResult:
+    """Thickness search, per-frame orientation refinement, then a second thickness search.
+
+    With ``cache_dir`` the result is stored under a hash of data, structure and settings and
+    reused by later runs. ``progress`` is a tqdm-like callable; ``frames`` limits the
+    orientation refinement to some frames (the others keep their file orientation).
+    """
+    grid = thickness_grid() if grid is None else np.asarray(grid, float)
+    settings = dict(refine_orientation=refine_orientation, method=method, grid=[float(grid[0]), float(grid[-1]), len(grid)],
+                    frames=None if frames is None else list(map(int, frames)))
+    cache_path = None
+    if cache_dir is not None:
+        cache_path = Path(cache_dir) / f"prep-{preparation_key(forward, settings)}.npz"
+        if cache_path.exists():
+            return PreparationResult.load(cache_path)
+    first = thickness_search(forward, grid, progress=progress)
+    n = forward.experiment.n_frames
+    rotations = np.tile(np.eye(3), (n, 1, 1))
+    before = first.per_frame_wr.copy()
+    after = first.per_frame_wr.copy()
+    if refine_orientation:
+        todo = range(n) if frames is None else frames
+        iterator = todo if progress is None else progress(list(todo), desc="orientation refinement", leave=False)
+        for f in iterator:
+            rotations[f], before[f], after[f] = refine_frame_orientation(forward, f, float(first.per_frame[f]), method=method)
+        second = thickness_search(forward, grid, torch.as_tensor(rotations, dtype=forward.dtype), progress=progress)
+    else:
+        second = first
+    result = PreparationResult(rotations=rotations, thickness=second.per_frame, global_thickness=second.global_thickness,
+                               wr_before=before, wr_after=after, settings=settings | {"global_wr": second.global_wr})
+    if cache_path is not None:
+        result.save(cache_path)
+    return result
