@@ -148,10 +148,15 @@ class Crystal:
             u6 = np.asarray(site.u_aniso, dtype=float).reshape(-1)
             if u6.shape != (6,) or not np.all(np.isfinite(u6)):
                 raise CrystalError(f"{where}: u_aniso must be 6 finite numbers (U11 U22 U33 U12 U13 U23)")
-            u_cart = sym.symmetrise_u(u_cif_to_cart(u6, self._orth, self._frac))
+            u_given = u_cif_to_cart(u6, self._orth, self._frac)
+            u_cart = sym.symmetrise_u(u_given)
             if np.linalg.eigvalsh(u_cart).min() <= 0:
                 raise CrystalError(f"{where}: anisotropic U {tuple(u6)} is not positive definite")
-            u_aniso = tuple(float(v) for v in u_cart_to_cif(u_cart, self._orth, self._frac))
+            if np.max(np.abs(u_cart - u_given)) < 1e-12:  # already site-symmetric: keep the given digits
+                u_cart = u_given
+                u_aniso = tuple(float(v) for v in u6)
+            else:
+                u_aniso = tuple(float(v) for v in u_cart_to_cif(u_cart, self._orth, self._frac))
             u_iso = float(np.trace(u_cart) / 3.0)
         else:
             u_iso = float(site.u_iso)
