@@ -146,9 +146,15 @@ def test_unitarity_without_absorption(quartz, method):
 
 def test_absorption_removes_intensity_monotonically(quartz):
     rot = off_axis_orientation(quartz)
-    totals = simulate_pattern(quartz, orientation=rot, thickness=[0.0, 300.0, 900.0], absorption=0.05).groupby("thickness")["intensity"].sum()
+    kappa = 0.05
+    totals = simulate_pattern(quartz, orientation=rot, thickness=[0.0, 2.0, 300.0, 900.0], absorption=kappa).groupby("thickness")["intensity"].sum()
     assert totals.iloc[0] == pytest.approx(1.0)
-    assert 1.0 > totals.iloc[1] > totals.iloc[2] > 0.5
+    assert 1.0 > totals.iloc[1] > totals.iloc[2] > totals.iloc[3] > 0.0
+    # initial loss rate: d/dt Σ|φ|² = −(2π/K) κ U_0 at t = 0 (only the mean absorptive potential acts)
+    f0 = structure_factors(quartz, [[0, 0, 0]]).real.item()
+    u0 = relativistic_gamma(200) * f0 / (math.pi * quartz.volume)
+    expected_loss = 2 * math.pi * 2.0 * kappa * u0 * electron_wavelength(200)
+    assert 1 - totals.iloc[1] == pytest.approx(-math.expm1(-expected_loss), rel=1e-3)
 
 
 @pytest.mark.parametrize("name", ["quartz_P3221", "silicon"])
@@ -175,8 +181,9 @@ def test_kinematic_limit_against_gemmi_structure_factors(name, tmp_path):
         kin = kinematic_pattern(crystal, orientation=rot, thickness=t, g_max=1.6, sg_max=0.05)
         kin = kin[(kin[["h", "k", "l"]] != 0).any(axis=1)]
         np.testing.assert_allclose(kin["intensity"].to_numpy()[strong], expected[strong], rtol=1e-4)
-    assert errors[0] > errors[1] > errors[2]
-    assert errors[1] < 1e-2 and errors[2] < 4e-3
+    # multiple scattering adds a correction of relative order t/ξ: the error falls linearly with t
+    assert errors[0] > 2.5 * errors[1] > 6 * errors[2]
+    assert errors[2] < 1e-2
 
 
 def intensity_map(df):
