@@ -241,6 +241,9 @@ def test_perturbed_respects_special_positions_and_scales_u():
     # reproducible, and different seeds differ
     assert c.perturbed(0.2, seed=7).sites == p.sites
     assert c.perturbed(0.2, seed=8).sites != p.sites
+    fixed = c.perturbed(0.2, seed=7, u_start=0.05)
+    assert all(s.u_aniso is None and s.u_iso == 0.05 for s in fixed.sites)
+    assert [s.frac for s in fixed.sites] == [s.frac for s in p.sites]
     iso = c.perturbed(0.1, seed=1, u_scale=1.0, isotropic=True)
     assert all(s.u_aniso is None for s in iso.sites)
     assert iso.sites[3].u_iso == pytest.approx(c.sites[3].u_iso)

@@ -128,6 +128,10 @@ class CellAtoms:
     ``frac = R x_site + t + shift`` for each image (inside [0, 1) at the reference positions; refined
     positions may drift slightly outside, which changes nothing physical). ``u_cart`` is each image's
     Cartesian U, ``Rc U Rcᵀ`` with ``Rc = A R A⁻¹``.
+
+    Only *distinct* images are listed (a site on a special position appears once per distinct
+    position, not once per operation), so ``occupancy`` is the site's own occupancy, unscaled:
+    sum over the atoms directly, without a multiplicity correction.
     """
 
     frac: torch.Tensor

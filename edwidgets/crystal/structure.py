@@ -326,25 +326,31 @@ class Crystal:
         return self.replace(sites=sites)
 
     def perturbed(self, max_displacement: float, seed: int, *, u_scale: float | None = None,
-                  isotropic: bool = False) -> "Crystal":
+                  isotropic: bool = False, u_start: float | None = None) -> "Crystal":
         """A start model for a synthetic benchmark.
 
         Each site moves by a uniform random amount in [-Δ, Δ] Å along each of its free orthonormal
         Cartesian directions (so special positions stay special; general positions move up to Δ√3).
         Every U is multiplied by ``u_scale``, by default ``1 + Δ/Å`` ("in proportion to the
-        displacement": Δ = 0.2 Å gives U × 1.2). ``isotropic=True`` replaces anisotropic U by U_eq."""
+        displacement": Δ = 0.2 Å gives U × 1.2). ``isotropic=True`` replaces anisotropic U by U_eq.
+        ``u_start`` instead sets every site to that isotropic U (Å²), as in the start models published
+        with the authors' code (0.025 / 0.05 / 0.1 Å² for Δ = 0.1 / 0.2 / 0.3 Å)."""
         delta = float(max_displacement)
         if not math.isfinite(delta) or delta < 0:
             raise CrystalError(f"max_displacement must be a finite number >= 0, got {max_displacement}")
         scale = 1.0 + delta if u_scale is None else float(u_scale)
         if not math.isfinite(scale) or scale <= 0:
             raise CrystalError(f"u_scale must be a finite positive number, got {u_scale}")
+        if u_start is not None and not (math.isfinite(float(u_start)) and float(u_start) >= 0):
+            raise CrystalError(f"u_start must be a finite number >= 0, got {u_start}")
         rng = np.random.default_rng(seed)
         sites = []
         for s, sym in zip(self.sites, self._symmetry):
             p = rng.uniform(-delta, delta, size=sym.n_free)
             frac = sym.frac + sym.free_frac @ p
-            if s.u_aniso is None or isotropic:
+            if u_start is not None:
+                new = dataclasses.replace(s, frac=tuple(frac), u_iso=float(u_start), u_aniso=None)
+            elif s.u_aniso is None or isotropic:
                 new = dataclasses.replace(s, frac=tuple(frac), u_iso=s.u_iso * scale, u_aniso=None)
             else:
                 new = dataclasses.replace(s, frac=tuple(frac), u_iso=s.u_iso * scale,
