@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,16 +52,16 @@ def frame_wr(forward: ForwardModel, frame: int, thickness: float, rotation: torc
     return float(torch.sqrt(num[0] / den)) if den > 0 else 0.0
 
 
-_COUPLING_CACHE: dict[int, torch.Tensor] = {}
+# Keyed weakly by the model object itself: an id() key could be reused by a later model (e.g. the
+# other enantiomer) after the first is garbage-collected, and would then return stale couplings.
+_COUPLING_CACHE: "weakref.WeakKeyDictionary[ForwardModel, torch.Tensor]" = weakref.WeakKeyDictionary()
 
 
 def _couplings(forward: ForwardModel) -> torch.Tensor:
-    key = id(forward)
-    if key not in _COUPLING_CACHE:
+    if forward not in _COUPLING_CACHE:
         with torch.no_grad():
-            _COUPLING_CACHE.clear()
-            _COUPLING_CACHE[key] = forward.couplings()
-    return _COUPLING_CACHE[key]
+            _COUPLING_CACHE[forward] = forward.couplings()
+    return _COUPLING_CACHE[forward]
 
 
 @dataclass
