@@ -127,10 +127,10 @@ def run_demo(args) -> int:
     n_frames, g_max, epochs = (6, 1.0, 40) if quick else (16, 1.2, 300)
     epochs = getattr(args, "epochs", None) or epochs
     t0 = time.perf_counter()
-    exp, info = synthetic_rotation_experiment(truth, n_frames, thickness=smooth_profile, g_max=g_max, noise=True,
+    exp, info = synthetic_rotation_experiment(truth, n_frames, thickness=smooth_profile, g_max=g_max, noise=True, sg_centre=0.012,
                                               n_samples=3, seed=1)
     start = truth.perturbed(0.1, seed=7)
-    forward = ForwardModel(exp, start, g_max=g_max, sg_max=0.01, n_samples=3, selection=None)
+    forward = ForwardModel(exp, start, g_max=g_max, sg_max=0.012, n_samples=3, selection=None)
     grid = np.arange(300.0, 1000.0, 20.0 if quick else 10.0)
     t_grid = grid_search_thickness(forward, start, grid)
     thickness = make_thickness_model("nn", exp.frame_angle_deg, t_grid, seed=0)

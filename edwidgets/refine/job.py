@@ -131,7 +131,7 @@ class RefinementJob:
     def _build_optimizer(self) -> torch.optim.Optimizer:
         if self.optimizer_name == "lbfgs":
             params = [p for g in PARAMETER_GROUPS for p in self.model.group_parameters(g)]
-            return torch.optim.LBFGS(params, lr=self.lr if self.lr != 1e-3 else 1.0, max_iter=1, history_size=20,
+            return torch.optim.LBFGS(params, lr=self.lr if self.lr != 1e-3 else 1.0, max_iter=1, max_eval=25, history_size=20,
                                      line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-14)
         groups = self.model.optimizer_groups(self.lr, self.lrs)
         if self.optimizer_name == "adamw":

@@ -1,0 +1,46 @@
+"""End-to-end command line: ``python -m edwidgets demo --quick`` and refine's error handling."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import gemmi
+import pandas as pd
+
+from edwidgets.cli import build_parser
+
+
+def test_demo_quick_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "edwidgets", "demo", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("refined.cif", "summary.json", "frames.csv", "r_curves.png", "thickness.png"):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("R_obs", "wR_all", "N_obs", "N_all", "thickness_per_frame_A", "epochs", "timings", "settings"):
+        assert key in summary
+    assert 0 < summary["wR_all"] < 1 and 0 < summary["R_obs"] < 1
+    frames = pd.read_csv(out / "frames.csv")
+    assert list(frames.columns) == ["frame", "angle_deg", "thickness_A", "scale", "R", "n_reflections"]
+    assert len(summary["thickness_per_frame_A"]) == len(frames)
+    structure = gemmi.read_small_structure(str(out / "refined.cif"))
+    assert len(structure.sites) == 2 and structure.spacegroup_hm.replace(" ", "") == "P3221"
+    assert "(" in (out / "refined.cif").read_text()  # s.u. written
+    first = float(proc.stdout.split("wR_all ")[1].split(" ->")[0])
+    assert summary["wR_all"] < 0.5 * first
+
+
+def test_refine_reports_missing_files_clearly(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "edwidgets", "refine", "--structure", "quartz_P3221",
+                           "--data", str(tmp_path / "nope.cif_pets"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "nope.cif_pets: no such data file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_refine_options_parse():
+    args = build_parser().parse_args(["refine", "--structure", "s.cif", "--data", "d.cif_pets", "--out", "o",
+                                      "--epochs", "5", "--kinematic", "--no-prepare", "--threads", "1"])
+    assert args.epochs == 5 and args.kinematic and args.no_prepare and args.threads == 1 and args.lr == 1e-3

@@ -1,0 +1,84 @@
+"""Standard uncertainties from the autograd normal matrix vs scipy.optimize.least_squares' covariance."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import least_squares
+
+from edwidgets.experiment.forward import ForwardModel
+from edwidgets.refine.demo import demo_crystal, synthetic_rotation_experiment
+from edwidgets.refine.model import RefinementModel, make_thickness_model
+from edwidgets.refine.objective import Objective
+from edwidgets.refine.results import format_with_su
+from edwidgets.refine.uncertainties import standard_uncertainties
+
+
+@pytest.fixture(scope="module")
+def problem():
+    truth = demo_crystal()
+    exp, _ = synthetic_rotation_experiment(truth, 5, thickness=350.0, g_max=1.2, sg_centre=0.015,
+                                           i_max=2e3, noise=True, seed=11)
+    iso = truth.perturbed(0.0, seed=0, u_scale=1.0, isotropic=True)
+    forward = ForwardModel(exp, iso, g_max=1.2, sg_max=0.015, n_samples=3, selection=None)
+    model = RefinementModel(iso, exp.frame_angle_deg, anisotropic=False,
+                            thickness_model=make_thickness_model("constant", exp.frame_angle_deg, 350.0),
+                            refine={"thickness": False})
+    return Objective(forward, model)
+
+
+def test_su_match_scipy_least_squares_covariance(problem):
+    objective = problem
+    asu = objective.model.asu
+    n_pos = asu.positions.numel()
+    obs = objective.obs
+
+    def set_params(x):
+        with torch.no_grad():
+            asu.positions.copy_(torch.as_tensor(x[:n_pos]))
+            asu.adp.copy_(torch.as_tensor(x[n_pos:]))
+
+    def residuals(x):
+        set_params(x)
+        with torch.no_grad():
+            ev = objective.evaluate()
+            return (obs.weight * (obs.i_obs - ev.i_calc)).numpy()
+
+    x0 = torch.cat([asu.positions.detach(), asu.adp.detach()]).numpy().copy()
+    fit = least_squares(residuals, x0, jac="3-point", xtol=1e-12, ftol=1e-12, gtol=1e-12)
+    n, p = fit.jac.shape
+    cov = np.linalg.inv(fit.jac.T @ fit.jac) * (2 * fit.cost) / (n - p)
+    su_scipy = np.sqrt(np.diag(cov))
+    set_params(fit.x)
+    su = standard_uncertainties(objective)
+    assert su.n_params == p and su.n_obs == n
+    assert not su.singular_directions
+    np.testing.assert_allclose(su.su, su_scipy, rtol=0.05)
+    # propagated site s.u.: symmetry-fixed coordinates have exactly zero s.u.
+    assert su.site_frac_su.shape == (2, 3) and su.site_frac_su[0, 1] == 0.0
+    assert np.all(su.site_frac_su[1] > 0)
+    assert np.all(su.site_u_iso_su > 0)
+    # isotropic U = v²: σ(U) = 2 v σ(v)
+    v = asu.adp.detach().numpy()
+    np.testing.assert_allclose(su.site_u_iso_su, 2 * np.abs(v) * su.su[n_pos:], rtol=1e-8)
+
+
+def test_singular_direction_reported(problem):
+    objective = problem
+    model = objective.model
+    # U = v² I at v = 0 has zero gradient: the data cannot determine v there
+    with torch.no_grad():
+        saved = model.asu.adp.detach().clone()
+        model.asu.adp.zero_()
+    try:
+        su = standard_uncertainties(objective)
+    finally:
+        with torch.no_grad():
+            model.asu.adp.copy_(saved)
+    assert su.singular_directions and "adp" in " ".join(su.singular_directions)
+
+
+@pytest.mark.parametrize("value,su,text", [(0.12345, 0.00023, "0.1235(2)"), (0.12345, 0.00017, "0.12345(17)"), (0.12345, 0.0012, "0.1235(12)"),
+                                           (0.5, 0.03, "0.50(3)"), (1.0, None, "1.0"), (0.25, 0.0, "0.25")])
+def test_format_with_su(value, su, text):
+    assert format_with_su(value, su) == text
