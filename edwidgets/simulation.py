@@ -59,7 +59,7 @@ class ScatteringModel:
     def structure_factors(self, hkl, atoms=None) -> torch.Tensor:
         """Complex F(hkl) (Å) for hkl [M, 3]; ``atoms`` defaults to the crystal's stored values."""
         atoms = self._default_atoms if atoms is None else atoms
-        hkl_t = torch.as_tensor(np.asarray(hkl), device=self.device).to(self.dtype)
+        hkl_t = torch.as_tensor(np.array(hkl), device=self.device).to(self.dtype)
         if hkl_t.ndim != 2 or hkl_t.shape[-1] != 3:
             raise ValueError(f"hkl must be an [M, 3] array, got shape {tuple(hkl_t.shape)}")
         return structure_factors_from_atoms(

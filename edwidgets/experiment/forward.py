@@ -148,7 +148,7 @@ class ForwardModel:
         self.zero_coupling = coupling_keys[(0, 0, 0)]
         data = exp.reflections.iloc[self.rows_in_data]
         self.hkl = data[["h", "k", "l"]].to_numpy(np.int64)
-        self.frame_index = torch.as_tensor(data["frame"].to_numpy(), device=self.device)
+        self.frame_index = torch.as_tensor(data["frame"].to_numpy(copy=True), device=self.device)
         self.observations: Observations = prepare_observations(
             torch.as_tensor(data["I"].to_numpy(), dtype=self.dtype, device=self.device),
             torch.as_tensor(data["sigma"].to_numpy(), dtype=self.dtype, device=self.device),
