@@ -88,12 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="edwidgets-demo")
     demo.add_argument("--epochs", type=int, default=None)
     demo.add_argument("--quick", action="store_true", help="tiny version for tests")
+    demo.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
     demo.set_defaults(func=cmd_demo)
 
     ref = sub.add_parser("refine", help="refine a structure against 3D-ED data (.cif_pets)")
     ref.add_argument("--structure", required=True)
     ref.add_argument("--data", required=True)
     ref.add_argument("--out", required=True)
+    from .refine.command import add_refine_arguments
+
+    add_refine_arguments(ref)
     ref.set_defaults(func=cmd_refine)
     return parser
 

@@ -131,9 +131,9 @@ def run_demo(args) -> int:
                                               n_samples=3, seed=1)
     start = truth.perturbed(0.1, seed=7)
     forward = ForwardModel(exp, start, g_max=g_max, sg_max=0.012, n_samples=3, selection=None)
-    grid = np.arange(300.0, 1000.0, 20.0 if quick else 10.0)
+    grid = np.arange(300.0, 1000.0, 40.0 if quick else 20.0)
     t_grid = grid_search_thickness(forward, start, grid)
-    thickness = make_thickness_model("nn", exp.frame_angle_deg, t_grid, seed=0)
+    thickness = make_thickness_model("nn", exp.frame_angle_deg, t_grid, seed=0, fit_steps=20 if quick else 60)
     model = RefinementModel(start, exp.frame_angle_deg, thickness_model=thickness)
     prep_s = time.perf_counter() - t0
     print(f"synthetic quartz: {exp.n_frames} frames, {forward.n_reflections} reflections, "

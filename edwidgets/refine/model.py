@@ -49,7 +49,7 @@ def angle_range(frame_angle_deg: np.ndarray) -> tuple[float, float]:
 
 def make_thickness_model(kind: str, frame_angle_deg, t_init: float | np.ndarray = 1000.0, *,
                          thickness_range: tuple[float, float] = (50.0, 3000.0), seed: int = 0,
-                         dtype: torch.dtype = torch.float64) -> ThicknessModel:
+                         fit_steps: int = 60, dtype: torch.dtype = torch.float64) -> ThicknessModel:
     """A thickness model of one of ``THICKNESS_MODELS`` started at ``t_init`` (Å, scalar or per frame).
 
     ``kinematic`` is a :class:`ConstantThickness` at 10 Å (freeze the ``thickness`` group).
@@ -83,7 +83,7 @@ def make_thickness_model(kind: str, frame_angle_deg, t_init: float | np.ndarray 
     else:
         raise RefinementError(f"unknown thickness model {kind!r}; choose one of {', '.join(THICKNESS_MODELS)}")
     if np.ptp(t) > 0:
-        model.fit_to(torch.as_tensor(angles), torch.as_tensor(t))
+        model.fit_to(torch.as_tensor(angles), torch.as_tensor(t), steps=fit_steps)
     return model
 
 
