@@ -1,0 +1,146 @@
+"""Consistency checks of experiment and model (cell, bad reflections, empty frames) and the
+preparation cache."""
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from edwidgets.crystal import Crystal, load_structure
+from edwidgets.errors import EdwidgetsError, ExperimentError, InputFileError
+from edwidgets.experiment.forward import ForwardModel
+from edwidgets.experiment.pets import EmptyFramesWarning, read_pets, write_pets
+from edwidgets.experiment.pets_experiment import experiment_from_pets
+from edwidgets.experiment.preparation import PreparationResult, prepare, thickness_grid
+from edwidgets.experiment.synthetic import make_synthetic_dataset
+
+SMALL = dict(angle_range=(-6.0, 6.0), step_deg=3.0, half_width_deg=1.5, resolution=1.2, n_samples=4,
+             thickness_mean=400.0, profile="constant", seed=1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def quartz_model():
+    return load_structure("quartz_P3221")
+
+
+@pytest.fixture(scope="module")
+def dataset_file(quartz_model, tmp_path_factory):
+    dataset = make_synthetic_dataset(quartz_model, **SMALL)
+    return dataset, dataset.write(tmp_path_factory.mktemp("synthetic") / "small.cif_pets")
+
+
+def scaled_cell(crystal: Crystal, factor: float) -> Crystal:
+    a, b, c, al, be, ga = crystal.cell
+    return Crystal((a * factor, b * factor, c, al, be, ga), crystal.space_group, crystal.sites, name="scaled")
+
+
+def test_cell_2_percent_off_warns_6_percent_refuses(quartz_model, dataset_file):
+    _, path = dataset_file
+    experiment = experiment_from_pets(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        experiment.check_cell(quartz_model.cell)  # identical cell: silent
+    with pytest.warns(UserWarning, match=r"2\.0 %.*data's cell is used"):
+        ForwardModel(experiment, scaled_cell(quartz_model, 1.02), g_max=1.0, n_samples=2, selection=None)
+    with pytest.raises(ExperimentError, match="small.cif_pets") as info:
+        ForwardModel(experiment, scaled_cell(quartz_model, 1.06), g_max=1.0, n_samples=2, selection=None)
+    assert "6.0 %" in str(info.value) and "more than 5 %" in str(info.value)
+
+
+def test_cell_check_on_real_quartz_names_the_file(shared_data):
+    experiment = experiment_from_pets(shared_data / "quartz" / "quartz.cif_pets")
+    model = Crystal.from_cif(shared_data / "quartz" / "enantiomer_1.cif")
+    with pytest.raises(ExperimentError, match="quartz.cif_pets"):
+        experiment.check_cell(scaled_cell(model, 0.94).cell)
+
+
+def _rewrite_reflections(dataset, path, change) -> None:
+    refl = change(dataset.pets.reflections.copy())
+    write_pets(dataclasses.replace(dataset.pets, reflections=refl), path)
+
+
+@pytest.mark.parametrize("bad, problem", [(float("nan"), "non-finite|nan|NaN|not a number"), (-2.0, "negative")])
+def test_bad_sigma_in_file_names_file_and_line(dataset_file, tmp_path, bad, problem):
+    dataset, _ = dataset_file
+    path = tmp_path / "bad.cif_pets"
+    _rewrite_reflections(dataset, path, lambda r: r.assign(sigma=np.where(np.arange(len(r)) == 3, bad, r["sigma"])))
+    with pytest.raises(InputFileError, match=problem) as info:
+        experiment_from_pets(path)
+    assert "bad.cif_pets" in str(info.value)
+    assert info.value.line is not None or info.value.tag is not None
+
+
+@pytest.mark.parametrize("bad, problem", [(float("nan"), "non-finite"), (-1.0, "negative sigma")])
+def test_bad_sigma_in_experiment_is_refused(dataset_file, bad, problem):
+    dataset, _ = dataset_file
+    experiment = dataset.experiment
+    refl = experiment.reflections.copy()
+    refl.loc[5, "sigma"] = bad
+    with pytest.raises(ExperimentError, match=f"{problem}.*\\[5\\]"):
+        dataclasses.replace(experiment, reflections=refl)
+
+
+def test_empty_frames(dataset_file, tmp_path):
+    dataset, _ = dataset_file
+    path = tmp_path / "gap.cif_pets"
+    _rewrite_reflections(dataset, path, lambda r: r[r["frame"] != 2])
+    with pytest.warns(EmptyFramesWarning, match="gap.cif_pets"):
+        data = read_pets(path)
+    with pytest.raises(InputFileError, match="gap.cif_pets"):
+        read_pets(path, empty_frames="error")
+    experiment = experiment_from_pets(data)
+    assert experiment.reflections_per_frame()[1] == 0
+    forward = ForwardModel(experiment, dataset.truth, g_max=1.2, n_samples=2, selection=None)
+    assert len(forward.plans[1].rows) == 0 and forward.n_reflections == len(experiment.reflections)
+    # a file whose reflections are all gone, and an experiment without frames, are refused
+    with pytest.raises(EdwidgetsError):
+        experiment_from_pets(dataclasses.replace(data, reflections=data.reflections.iloc[:0]))
+    with pytest.raises(ExperimentError, match="no frames"):
+        dataclasses.replace(experiment, orientations=np.zeros((0, 3, 3)), half_width_deg=np.zeros(0),
+                            frame_angle_deg=np.zeros(0))
+
+
+def test_preparation_cache_and_progress(dataset_file, tmp_path):
+    dataset, _ = dataset_file
+    forward = ForwardModel(dataset.experiment, dataset.truth, g_max=1.2, n_samples=4, selection=None)
+    calls = []
+
+    def progress(iterable, **kw):
+        calls.append(kw.get("desc"))
+        return iterable
+
+    grid = thickness_grid(100.0, 1000.0, 20.0)
+    start = time.perf_counter()
+    first = prepare(forward, grid=grid, cache_dir=tmp_path, progress=progress, frames=[0, 2])
+    cold = time.perf_counter() - start
+    assert "thickness search" in calls and "orientation refinement" in calls
+    cached = list(tmp_path.glob("prep-*.npz"))
+    assert len(cached) == 1
+    # the truth is a constant 400 Å: the search finds it (grid step 20 Å)
+    assert first.global_thickness == pytest.approx(400.0, abs=20.0)
+    calls.clear()
+    start = time.perf_counter()
+    second = prepare(forward, grid=grid, cache_dir=tmp_path, progress=progress, frames=[0, 2])
+    warm = time.perf_counter() - start
+    assert calls == [] and warm < 0.2 * cold
+    for name in ("rotations", "thickness", "wr_before", "wr_after"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
+    assert second.global_thickness == first.global_thickness and second.settings == first.settings
+    # other settings → another cache entry
+    prepare(forward, grid=grid, cache_dir=tmp_path, refine_orientation=False)
+    assert len(list(tmp_path.glob("prep-*.npz"))) == 2
+    loaded = PreparationResult.load(cached[0])
+    np.testing.assert_array_equal(loaded.rotations, first.rotations)
