@@ -83,6 +83,7 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     header = "| beams | batch | eigen fwd (ms/orient.) | eigen fwd+bwd | ratio bwd/fwd | eigh-autograd fwd+bwd | matrix_exp fwd | matrix_exp fwd+bwd | matrix_exp / eigen (fwd+bwd) |"
     lines = [header, "|" + "---|" * 9]
+    print("\n".join(lines), flush=True)
     for n_beams, batch in CASES:
         inputs = build_inputs(n_beams, batch, dtype, args.device)
         per = 1000.0 / batch
@@ -93,10 +94,9 @@ def main() -> None:
         exp_fb = best_of(inputs, "matrix_exp", True, args.device, args.repeats)
         line = (f"| {n_beams} | {batch} | {eig_f * per:.3f} | {eig_fb * per:.3f} | {eig_fb / eig_f:.2f} | "
                 f"{plain_fb * per:.3f} | {exp_f * per:.3f} | {exp_fb * per:.3f} | {exp_fb / eig_fb:.1f} |")
-        print(line if lines[-1] != header else line, flush=True)
+        print(line, flush=True)
         lines.append(line)
     table = "\n".join(lines)
-    print(table)
     if args.record:
         record_results("Bloch propagation (bench_bloch.py)", table,
                        f"threads={args.threads}, device={args.device}, dtype={args.dtype}, best of {args.repeats}; times per orientation, one thickness")
