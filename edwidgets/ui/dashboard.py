@@ -50,6 +50,8 @@ class RefinementDashboard(widgets.VBox):
         Maximum rendering rate (the jupyter_server drops IOPub floods above ~1000 msg/s).
     pattern_refresh_s:
         Minimum time between recomputing the displayed frame pattern while the job runs.
+    structure_refresh_s:
+        Minimum time between 3D-view updates (WebGL redraws are the costliest part in the browser).
     threedmol_js:
         Local 3Dmol-min.js path or URL (default: ``$EDWIDGETS_3DMOL_JS``, else py3Dmol's CDN URL).
     export_dir:
@@ -64,6 +66,7 @@ class RefinementDashboard(widgets.VBox):
         *,
         update_hz: float = 4.0,
         pattern_refresh_s: float = 2.0,
+        structure_refresh_s: float = 1.0,
         threedmol_js: str | os.PathLike | None = None,
         export_dir: str | os.PathLike = "edwidgets-export",
     ) -> None:
@@ -74,6 +77,7 @@ class RefinementDashboard(widgets.VBox):
         self.start_model: ReferenceModel | None = as_reference(start, "start")
         self.min_interval = 1.0 / float(update_hz)
         self.pattern_refresh_s = float(pattern_refresh_s)
+        self.structure_refresh_s = float(structure_refresh_s)
         self.export_dir = Path(export_dir)
         #: settings read from the controls; applied with ``job.configure`` when the job has it
         self.pending_settings: dict[str, Any] = {}
@@ -97,14 +101,16 @@ class RefinementDashboard(widgets.VBox):
         self.pattern = PatternPanel(self._frame_pattern, n_frames=n_frames)
         self.parameters = ParameterTablePanel(self.start_model, self.truth)
 
-        half = widgets.Layout(width="50%", min_width="320px")
+        wrap = widgets.Layout(width="100%", flex_flow="row wrap", align_items="flex-start")
         super().__init__(
             [
                 self.controls,
                 self.status,
-                widgets.HBox([widgets.Box([self.r_curves], layout=half), widgets.Box([self.thickness], layout=half)]),
-                widgets.HBox([widgets.Box([self.structure], layout=widgets.Layout(width="40%", min_width="300px")),
-                              widgets.Box([self.parameters], layout=widgets.Layout(width="60%", overflow="auto"))]),
+                widgets.HBox([self.r_curves, self.thickness], layout=wrap),
+                widgets.HBox(
+                    [self.structure, widgets.Box([self.parameters], layout=widgets.Layout(flex="1 1 560px", overflow="auto"))],
+                    layout=wrap,
+                ),
                 self.pattern,
             ],
             layout=widgets.Layout(width="100%"),
@@ -117,6 +123,7 @@ class RefinementDashboard(widgets.VBox):
         self.latest_rendered: Snapshot | None = None
         self._shown_state: JobState | None = None
         self._last_pattern_time = 0.0
+        self._last_structure_time = 0.0
 
         self._pending: Snapshot | None = None
         self._pending_lock = threading.Lock()
@@ -215,15 +222,18 @@ class RefinementDashboard(widgets.VBox):
                     self.structure._start = self.start_model
                     self.parameters._start = self.start_model
                 self.pattern.set_frame_count(len(snap.frame_angle_deg))
+                now = time.monotonic()
+                final = snap.state in _TERMINAL or snap.state is JobState.PAUSED
                 with self.hold_sync():
                     self.status.update(snap)
                     self.controls.set_state(self.job.state)
                     self.r_curves.update(snap)
                     self.thickness.update(snap)
-                    self.structure.update(snap)
                     self.parameters.update(snap)
-                now = time.monotonic()
-                if snap.state in _TERMINAL or now - self._last_pattern_time >= self.pattern_refresh_s:
+                    if final or now - self._last_structure_time >= self.structure_refresh_s:
+                        self._last_structure_time = now
+                        self.structure.update(snap)
+                if final or now - self._last_pattern_time >= self.pattern_refresh_s:
                     self._last_pattern_time = now
                     self.pattern.refresh()
                 self._shown_state = snap.state

@@ -33,9 +33,11 @@ _STATE_COLORS = {
 _FIG_MARGIN = dict(l=55, r=15, t=35, b=45)
 
 
-def _figure(title: str, xaxis: str, yaxis: str, height: int = 300) -> go.FigureWidget:
+def _figure(title: str, xaxis: str, yaxis: str, height: int = 300, width: int = 470) -> go.FigureWidget:
+    # fixed sizes: a FigureWidget does not follow its flex box, and boxes wrap on narrow screens
     fig = go.FigureWidget()
     fig.update_layout(
+        width=width,
         title=dict(text=title, x=0.02, font=dict(size=14)),
         xaxis_title=xaxis,
         yaxis_title=yaxis,
@@ -123,8 +125,8 @@ class RCurvePanel(widgets.VBox):
 
     KEYS = (("wR_all", "wR(all)", "#1f77b4"), ("R_obs", "R(obs)", "#ff7f0e"), ("wR_val", "wR(validation)", "#2ca02c"))
 
-    def __init__(self, height: int = 300) -> None:
-        self.figure = _figure("R factors", "epoch", "R (%)", height)
+    def __init__(self, height: int = 300, width: int = 470) -> None:
+        self.figure = _figure("R factors", "epoch", "R (%)", height, width)
         for _key, name, color in self.KEYS:
             self.figure.add_scatter(x=[], y=[], mode="lines+markers", name=name, line=dict(color=color, width=2), marker=dict(size=4))
         super().__init__([self.figure])
@@ -151,8 +153,9 @@ class RCurvePanel(widgets.VBox):
 class ThicknessPanel(widgets.VBox):
     """Thickness against frame tilt: current model, start, truth and per-frame grid search."""
 
-    def __init__(self, start: ReferenceModel | None = None, truth: ReferenceModel | None = None, height: int = 300) -> None:
-        self.figure = _figure("Thickness vs tilt", "frame tilt (°)", "thickness (Å)", height)
+    def __init__(self, start: ReferenceModel | None = None, truth: ReferenceModel | None = None, height: int = 300,
+                 width: int = 470) -> None:
+        self.figure = _figure("Thickness vs tilt", "frame tilt (°)", "thickness (Å)", height, width)
         self.figure.add_scatter(x=[], y=[], mode="markers", name="grid search", marker=dict(symbol="x", size=6, color="#7f7f7f"))
         self.figure.add_scatter(x=[], y=[], mode="lines", name="start", line=dict(dash="dash", color="#9e9e9e"))
         self.figure.add_scatter(x=[], y=[], mode="lines", name="truth", line=dict(color="#2ca02c", width=3))
@@ -193,8 +196,9 @@ class StructurePanel(widgets.VBox):
         truth: ReferenceModel | None = None,
         threedmol_js: str | os.PathLike | None = None,
         height: str = "340px",
+        width: str = "440px",
     ) -> None:
-        self.view = StructureView3D(threedmol_js=threedmol_js, height=height)
+        self.view = StructureView3D(threedmol_js=threedmol_js, height=height, width=width)
         legend = widgets.HTML(
             "<span style='font-size:12px'>"
             "<b>current</b> (element colours, labelled) · <span style='color:#9e9e9e'>● start</span> · "
@@ -203,7 +207,8 @@ class StructurePanel(widgets.VBox):
             "<span style='color:#1f77b4'>c</span></span>"
         )
         title = widgets.HTML("<b>Asymmetric unit</b>")
-        super().__init__([title, self.view, legend], layout=widgets.Layout(width="100%"))
+        legend.layout.width = width
+        super().__init__([title, self.view, legend], layout=widgets.Layout(width=width))
         self._start, self._truth = start, truth
 
     def update(self, snap: Snapshot) -> None:
@@ -220,28 +225,27 @@ class StructurePanel(widgets.VBox):
 class PatternPanel(widgets.VBox):
     """One frame: observed vs calculated spots, I_obs vs I_calc, and the frame's R, thickness, orientation."""
 
-    def __init__(self, frame_pattern: Callable[[int], FramePattern], n_frames: int = 1, height: int = 360) -> None:
+    def __init__(self, frame_pattern: Callable[[int], FramePattern], n_frames: int = 1, height: int = 380) -> None:
         self._frame_pattern = frame_pattern
         self.slider = widgets.IntSlider(value=0, min=0, max=max(n_frames - 1, 0), description="frame", continuous_update=False,
                                         layout=widgets.Layout(width="420px"))
-        self.spots = _figure("Frame pattern", "x (Å⁻¹)", "y (Å⁻¹)", height)
+        self.spots = _figure("Frame pattern", "x (Å⁻¹)", "y (Å⁻¹)", height, width=520)
         self.spots.add_scatter(x=[], y=[], mode="markers", name="observed", marker=dict(symbol="circle-open", color="black", line=dict(width=1.5)))
         self.spots.add_scatter(
             x=[], y=[], mode="markers", name="calculated",
             marker=dict(color=[], colorscale="Viridis", opacity=0.75, showscale=True, colorbar=dict(title="log₁₀ I_calc", thickness=12)),
         )
         self.spots.update_yaxes(scaleanchor="x", scaleratio=1)
-        self.versus = _figure("I_obs vs I_calc", "I_calc", "I_obs", height)
+        self.versus = _figure("I_obs vs I_calc", "I_calc", "I_obs", height, width=420)
+        self.versus.update_xaxes(type="log")
+        self.versus.update_yaxes(type="log")
         self.versus.add_scatter(x=[], y=[], mode="markers", name="reflections", marker=dict(size=5, color="#1f77b4"), showlegend=False)
         self.versus.add_scatter(x=[], y=[], mode="lines", name="y = x", line=dict(color="#999999", dash="dot"), showlegend=False)
         self.info = widgets.HTML()
         self.pattern: FramePattern | None = None
         self.frames_drawn = 0
         self.slider.observe(self._on_slider, names="value")
-        figures = widgets.HBox(
-            [widgets.Box([self.spots], layout=widgets.Layout(width="58%")), widgets.Box([self.versus], layout=widgets.Layout(width="42%"))],
-            layout=widgets.Layout(width="100%"),
-        )
+        figures = widgets.HBox([self.spots, self.versus], layout=widgets.Layout(width="100%", flex_flow="row wrap"))
         super().__init__([widgets.HBox([self.slider, self.info], layout=widgets.Layout(align_items="center")), figures])
 
     def set_frame_count(self, n_frames: int) -> None:
@@ -270,7 +274,8 @@ class PatternPanel(widgets.VBox):
 
         hover = [f"{h} {k} {l}" for h, k, l in zip(np.asarray(p.h).tolist(), np.asarray(p.k).tolist(), np.asarray(p.l).tolist())]
         log_calc = np.log10(np.clip(i_calc, top * 1e-4, None))
-        lo = float(min(np.min(i_obs, initial=0.0), np.min(i_calc, initial=0.0)))
+        positive = (i_obs > 0) & (i_calc > 0)  # log axes: non-positive (noisy weak) spots are left out
+        lo = max(float(min(np.min(i_obs[positive], initial=top), np.min(i_calc[positive], initial=top))), top * 1e-6)
         with self.spots.batch_update(), self.versus.batch_update():
             observed, calculated = self.spots.data
             observed.x, observed.y = np.asarray(p.x, float), np.asarray(p.y, float)
@@ -281,7 +286,8 @@ class PatternPanel(widgets.VBox):
             calculated.marker.color = log_calc
             calculated.text = hover
             points, diagonal = self.versus.data
-            points.x, points.y, points.text = i_calc, i_obs, hover
+            points.x, points.y = i_calc[positive], i_obs[positive]
+            points.text = [t for t, keep in zip(hover, positive) if keep]
             diagonal.x, diagonal.y = [lo, top], [lo, top]
         self.pattern = p
         self.frames_drawn += 1
@@ -340,8 +346,8 @@ class ParameterTablePanel(widgets.VBox):
             rows.append(cells)
         self._previous = current
         shifts = " · ".join(f"{k} {v:.2e}" for k, v in snap.max_shift.items()) or "–"
-        th = "".join(f"<th style='padding:2px 8px;text-align:right'>{h}</th>" for h in head)
-        body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px;text-align:right;font-family:monospace'>{c}</td>" for c in r) + "</tr>" for r in rows)
+        th = "".join(f"<th style='padding:2px 5px;text-align:right;white-space:nowrap'>{h}</th>" for h in head)
+        body = "".join("<tr>" + "".join(f"<td style='padding:2px 5px;text-align:right;font-family:monospace;white-space:nowrap'>{c}</td>" for c in r) + "</tr>" for r in rows)
         self.table.value = (
             f"<table style='border-collapse:collapse;font-size:12px'><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
             f"<div style='font-size:11px;color:#555'>max shift this epoch: {shifts} · {html.escape(snap.space_group)} · "

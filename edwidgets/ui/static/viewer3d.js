@@ -43,10 +43,14 @@ function render({ model, el }) {
 
   let viewer = null;
   let renders = 0;
+  let framed = false; // zoomTo once, on the first draw that has something to show
+  let pending = false;
 
   const draw = () => {
+    pending = false;
     if (!viewer) return;
-    const keepCamera = renders > 0;
+    const tic = performance.now();
+    const keepCamera = framed;
     const view = keepCamera ? viewer.getView() : null;
     viewer.removeAllModels();
     viewer.removeAllShapes();
@@ -65,6 +69,15 @@ function render({ model, el }) {
           inFront: true,
         });
       }
+    }
+    // invisible corner atoms so that zoomTo frames the whole cell, not only the atoms
+    let frame = null;
+    const corners = model.get("cell_edges").flat();
+    if (corners.length) {
+      const xyz = [String(corners.length), "cell"].concat(corners.map((p) => `X ${p[0]} ${p[1]} ${p[2]}`)).join("\n");
+      frame = viewer.addModel(xyz + "\n", "xyz");
+      // hidden atoms may be left out of the extent, so give them tiny transparent spheres
+      frame.setStyle({}, { sphere: { radius: 0.001, opacity: 0.0 } });
     }
     for (const edge of model.get("cell_edges")) {
       const [p, q] = edge;
@@ -85,11 +98,22 @@ function render({ model, el }) {
         showBackground: false,
       });
     }
-    if (keepCamera) viewer.setView(view);
-    else viewer.zoomTo();
+    if (keepCamera) {
+      viewer.setView(view);
+    } else if (frame || model.get("models").length) {
+      viewer.zoomTo(frame ? { model: frame } : {});
+      framed = true;
+    }
     viewer.render();
     renders += 1;
     container.dataset.renders = String(renders);
+    container.dataset.drawMs = String(Math.round(performance.now() - tic));
+  };
+  // coalesce bursts of trait changes into one draw per animation frame
+  const scheduleDraw = () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(draw);
   };
 
   load3Dmol(model)
@@ -104,7 +128,7 @@ function render({ model, el }) {
       model.save_changes();
     });
 
-  const redraw = () => draw();
+  const redraw = () => scheduleDraw();
   model.on("change:models", redraw);
   model.on("change:cell_edges", redraw);
   const observer = new ResizeObserver(() => {
