@@ -3,5 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh test
+# UI extras, Chromium and a local 3Dmol.js for tests/test_ui_* and tests/browser (they skip with a
+# reason when something is missing, so a failed setup does not fail the run)
+bash scripts/browser-setup.sh >/dev/null || echo "browser setup failed: UI/browser tests may be skipped" >&2
 . .venv/bin/activate
 python -m pytest -q -p no:cacheprovider "$@"

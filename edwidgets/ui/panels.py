@@ -67,7 +67,7 @@ class ControlsPanel(widgets.VBox):
         learning_rate: float = 0.01,
         groups: Sequence[str] = DEFAULT_GROUPS,
     ) -> None:
-        button_layout = widgets.Layout(width="90px", margin="0 4px 0 0")
+        button_layout = widgets.Layout(width="104px", margin="0 4px 0 0")
         self.start_button = widgets.Button(description="Start", icon="play", button_style="success", layout=button_layout)
         self.pause_button = widgets.Button(description="Pause", icon="pause", layout=button_layout)
         self.resume_button = widgets.Button(description="Resume", icon="step-forward", layout=button_layout)

@@ -20,9 +20,9 @@ _FALLBACK_3DMOL_URL = "https://cdn.jsdelivr.net/npm/3dmol@2.5.5/build/3Dmol-min.
 
 #: How each overlaid structure is drawn (3Dmol style specs).
 ROLE_STYLES: dict[str, dict] = {
-    "start": {"sphere": {"radius": 0.22, "color": "#9e9e9e", "opacity": 0.55}},
-    "current": {"sphere": {"radius": 0.38, "colorscheme": "Jmol"}},
-    "truth": {"sphere": {"radius": 0.5, "color": "#2ca02c", "opacity": 0.35}},
+    "start": {"sphere": {"radius": 0.3, "color": "#9e9e9e", "opacity": 0.6}},
+    "current": {"sphere": {"radius": 0.48, "colorscheme": "Jmol"}},
+    "truth": {"sphere": {"radius": 0.62, "color": "#2ca02c", "opacity": 0.3}},
 }
 
 

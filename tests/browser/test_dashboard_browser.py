@@ -276,7 +276,7 @@ def _run_scenario(page, url: str) -> None:
     dashboard.screenshot(path=str(ARTIFACTS / "dashboard-paused.png"))
     view_png = page.locator(".edwidgets-dashboard .edw-3dmol").first.screenshot(path=str(ARTIFACTS / "view3d.png"))
     assert _nonblank_fraction(view_png) > 0.01, "3D view is blank"
-    assert _colourful_fraction(view_png) > 0.003, "3D view shows no coloured atoms"
+    assert _colourful_fraction(view_png) > 0.001, "3D view shows no coloured atoms"
     pattern_plot = page.locator(".edwidgets-dashboard .js-plotly-plot").nth(2)
     assert gd_name(pattern_plot) == "observed" and pattern_plot.evaluate("(gd) => gd.data[0].x.length") > 5
     pattern_png = pattern_plot.screenshot(path=str(ARTIFACTS / "pattern.png"))
