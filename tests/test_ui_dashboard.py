@@ -293,3 +293,33 @@ def test_reference_coercion_rejects_bad_input():
     assert np.linalg.norm(a) == pytest.approx(4.9) and np.linalg.norm(b) == pytest.approx(4.9)
     assert np.degrees(np.arccos(a @ b / 4.9**2)) == pytest.approx(120)
     assert c == pytest.approx([0, 0, 5.4])
+
+
+@pytest.mark.slow
+def test_dashboard_on_the_real_refinement_job(dashboard_factory, tmp_path):
+    """The same dashboard on the real RefinementJob (tiny synthetic quartz) instead of the fake."""
+    try:
+        from edwidgets.experiment.forward import ForwardModel
+        from edwidgets.refine.demo import demo_crystal, grid_search_thickness, smooth_profile, synthetic_rotation_experiment
+        from edwidgets.refine.job import RefinementJob
+        from edwidgets.refine.model import RefinementModel, make_thickness_model
+    except ImportError as exc:
+        pytest.skip(f"refinement engine not available: {exc}")
+    truth = demo_crystal()
+    exp, _info = synthetic_rotation_experiment(truth, 4, thickness=smooth_profile, g_max=0.9, noise=True, sg_centre=0.012, n_samples=2, seed=1)
+    start = truth.perturbed(0.1, seed=7)
+    forward = ForwardModel(exp, start, g_max=0.9, sg_max=0.012, n_samples=2, selection=None)
+    t_grid = grid_search_thickness(forward, start, np.arange(300.0, 1000.0, 100.0))
+    model = RefinementModel(start, exp.frame_angle_deg, thickness_model=make_thickness_model("nn", exp.frame_angle_deg, t_grid, seed=0, fit_steps=5))
+    job = RefinementJob(forward, model, n_epochs=4, lr=2e-3, threads=1, uncertainties=False)
+    d = dashboard_factory(job)
+    assert d.controls.learning_rate.value == pytest.approx(2e-3)
+    d.controls.epochs.value = 3
+    result = run_blocking(job, d)
+    assert job.state is JobState.FINISHED and d.latest_rendered.epoch == 3
+    assert d.r_curves.n_points == 3 and d.pattern.slider.max == 3
+    d.pattern.slider.value = 2
+    assert d.pattern.pattern.frame == 2 and len(d.pattern.spots.data[0].x) > 0
+    written = d.export(tmp_path, include_plotlyjs="cdn")
+    assert "refined.cif" in written and "_atom_site" in written["refined.cif"].read_text()
+    assert result is not None

@@ -90,7 +90,7 @@ class RefinementDashboard(widgets.VBox):
             on_stop=self.stop,
             on_export=self._export_clicked,
             n_epochs=int(getattr(job, "n_epochs", 50)),
-            learning_rate=float(getattr(job, "learning_rate", 0.01)),
+            learning_rate=float(getattr(job, "learning_rate", getattr(job, "lr", 0.01))),
             groups=groups,
         )
         self.status = StatusPanel()

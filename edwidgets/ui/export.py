@@ -69,12 +69,13 @@ def write_atoms_csv(snapshot: Snapshot, path: str | os.PathLike) -> Path:
 
 
 def write_refined_cif(job: RefinementJobLike, path: str | os.PathLike, timeout: float = 0.0) -> Path:
-    """Write ``job.result().to_cif()``; the job must be done (or finish within ``timeout`` s)."""
+    """Write the result's CIF (``to_cif()`` or ``to_cif_string()``); the job must be done (or finish
+    within ``timeout`` s)."""
     try:
         result = job.result(timeout=timeout)
     except TimeoutError as exc:
         raise ExportUnavailable(f"{path}: the refinement is still running; stop it or wait before exporting the CIF") from exc
-    to_cif = getattr(result, "to_cif", None)
+    to_cif = getattr(result, "to_cif", None) or getattr(result, "to_cif_string", None)
     if not callable(to_cif):
-        raise ExportUnavailable(f"{path}: the job's result ({type(result).__name__}) has no to_cif()")
+        raise ExportUnavailable(f"{path}: the job's result ({type(result).__name__}) has no to_cif() or to_cif_string()")
     return atomic_write_text(path, to_cif())
