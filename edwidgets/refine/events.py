@@ -6,11 +6,15 @@ UI never touches the model.
 """
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable, Protocol
 
 import numpy as np
+
+_log = logging.getLogger(__name__)
 
 
 class JobState(str, Enum):
@@ -110,3 +114,40 @@ class RefinementJobLike(Protocol):
     def latest(self) -> Snapshot | None: ...
     def frame_pattern(self, frame: int) -> FramePattern: ...
     def result(self, timeout: float | None = None): ...
+
+
+class SnapshotBroadcaster:
+    """Keeps the latest snapshot and hands each new one to every subscriber.
+
+    Shared by the real refinement job and the UI's simulated job. Listeners run on the worker
+    thread; one that raises is logged and skipped, so a broken consumer never stops a refinement.
+    """
+
+    def __init__(self) -> None:
+        self._latest: Snapshot | None = None
+        self._listeners: list[Listener] = []
+        self._listeners_lock = threading.Lock()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._listeners_lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def latest(self) -> Snapshot | None:
+        return self._latest
+
+    def _emit(self, snap: Snapshot) -> None:
+        self._latest = snap
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(snap)
+            except Exception:  # a broken consumer must not kill the refinement
+                _log.exception("snapshot listener %r raised", listener)

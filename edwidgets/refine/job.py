@@ -20,13 +20,13 @@ import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..io_utils import atomic_write_bytes
-from .events import AtomRecord, FramePattern, JobState, Listener, Snapshot
+from .events import AtomRecord, FramePattern, JobState, Snapshot, SnapshotBroadcaster
 from .model import PARAMETER_GROUPS, RefinementError, RefinementModel
 from .objective import Evaluation, Objective
 
@@ -54,7 +54,7 @@ def _clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-class RefinementJob:
+class RefinementJob(SnapshotBroadcaster):
     """Refine a :class:`RefinementModel` against a forward model's observations.
 
     Args:
@@ -115,9 +115,7 @@ class RefinementJob:
         self.uncertainties = None
         self.message = ""
         self._last: dict[str, Any] | None = None  # numpy copies of the latest evaluation
-        self._latest: Snapshot | None = None
-        self._listeners: list[Listener] = []
-        self._listeners_lock = threading.Lock()
+        SnapshotBroadcaster.__init__(self)
         self._model_lock = threading.RLock()  # held by the worker during a step
         self._state_lock = threading.RLock()
         self._pause_event = threading.Event()
@@ -199,20 +197,6 @@ class RefinementJob:
                 self.state = JobState.STOPPING
                 self._stop_event.set()
                 self._pause_event.clear()
-
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        with self._listeners_lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._listeners_lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
-
-    def latest(self) -> Snapshot | None:
-        return self._latest
 
     def done(self) -> bool:
         return self.state in _TERMINAL
@@ -455,16 +439,6 @@ class RefinementJob:
             message=self.message if message is None else message,
             error=error,
         )
-
-    def _emit(self, snap: Snapshot) -> None:
-        self._latest = snap
-        with self._listeners_lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(snap)
-            except Exception:  # a broken consumer must not kill the refinement
-                log.exception("snapshot listener %r raised", listener)
 
     # ------------------------------------------------------------------ per-frame patterns
     def frame_pattern(self, frame: int) -> FramePattern:

@@ -8,20 +8,17 @@ demand.  It is used to develop, demonstrate and test the widgets; it has no UI i
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from edwidgets.errors import EdwidgetsError
-from edwidgets.refine.events import AtomRecord, FramePattern, JobState, Listener, Snapshot
+from edwidgets.refine.events import AtomRecord, FramePattern, JobState, Snapshot, SnapshotBroadcaster
 from edwidgets.ui.reference import ReferenceModel, format_with_su, fractional_to_cartesian_matrix
 
-log = logging.getLogger(__name__)
 
 #: Parameter groups the simulated job "refines"; unticked groups stay frozen.
 PARAMETER_GROUPS = ("positions", "adp", "thickness", "scale")
@@ -82,7 +79,7 @@ class SimulatedResult:
         return "\n".join(lines) + "\n"
 
 
-class SimulatedJob:
+class SimulatedJob(SnapshotBroadcaster):
     """A fake refinement with the real job's threading and event behaviour.
 
     Parameters
@@ -152,10 +149,8 @@ class SimulatedJob:
         self._epoch = 0
         self._history: dict[str, list[float]] = {"epoch": [], "wR_all": [], "R_obs": [], "wR_val": []}
         self._elapsed = 0.0
-        self._latest: Snapshot | None = None
+        SnapshotBroadcaster.__init__(self)
 
-        self._listeners: list[Listener] = []
-        self._listeners_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edwidgets-simjob")
         self._future: Future | None = None
         self._stop_event = threading.Event()
@@ -237,20 +232,6 @@ class SimulatedJob:
                 self.state = JobState.STOPPING
                 self._stop_event.set()
                 self._run_allowed.set()
-
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        with self._listeners_lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._listeners_lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
-
-    def latest(self) -> Snapshot | None:
-        return self._latest
 
     def done(self) -> bool:
         return self.state in _TERMINAL
@@ -398,16 +379,6 @@ class SimulatedJob:
                 message=message,
                 error=error,
             )
-
-    def _emit(self, snap: Snapshot) -> None:
-        self._latest = snap
-        with self._listeners_lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(snap)
-            except Exception:  # a broken consumer must not kill the refinement
-                log.exception("snapshot listener %r raised", listener)
 
     # ------------------------------------------------------------------ per-frame patterns
     def frame_pattern(self, frame: int) -> FramePattern:
