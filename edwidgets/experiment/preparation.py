@@ -97,14 +97,30 @@ def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor |
                            global_thickness=float(grid[g]), global_wr=float(curve[g]), curve=curve.numpy())
 
 
+#: Largest orientation correction per angle (degrees). One frame's ~20 reflections cannot pin its
+#: orientation much better than the frame width, and an unbounded simplex wandered 3.6° on one
+#: quartz frame (overfitting its intensities); PETS2 orientations are good to a few tenths of a degree.
+DEFAULT_MAX_ANGLE_DEG = 0.5
+
+
+def rotation_angle_deg(rotation: np.ndarray) -> float:
+    """Angle (degrees) of a proper rotation matrix."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0))))
+
+
 def refine_frame_orientation(forward: ForwardModel, frame: int, thickness: float, *, method: str = "nelder-mead",
-                             start_step_deg: float = 0.1, max_evaluations: int = 120) -> tuple[np.ndarray, float, float]:
+                             start_step_deg: float = 0.1, max_evaluations: int = 120,
+                             max_angle_deg: float | None = DEFAULT_MAX_ANGLE_DEG) -> tuple[np.ndarray, float, float]:
     """Best small rotation (3x3, crystal frame) of one frame; returns (rotation, wR before, wR after).
 
-    "nelder-mead": three small angles R_z(ω)R_y(β)R_x(α) by scipy's simplex from a regular simplex.
+    "nelder-mead": three small angles R_z(ω)R_y(β)R_x(α) by scipy's simplex from a regular simplex,
+    each kept within ±``max_angle_deg`` (scipy's bounded Nelder–Mead; None: unbounded).
     "hexagonal": the two-parameter scan of Palatinus et al. 2013: tilts R_z(φ)R_x(θ)R_z(−φ) of the
-    beam for φ in 60° steps, θ halved whenever no direction improves.
+    beam for φ in 60° steps, θ halved whenever no direction improves; trial orientations more than
+    ``max_angle_deg`` from the start are rejected.
     """
+    if max_angle_deg is not None and not max_angle_deg > 0:
+        raise ValueError(f"max_angle_deg must be > 0 or None, got {max_angle_deg}")
     dtype = forward.dtype
     before = frame_wr(forward, frame, thickness)
     if len(forward.plans[frame].rows) == 0:
@@ -114,10 +130,11 @@ def refine_frame_orientation(forward: ForwardModel, frame: int, thickness: float
             rot = small_rotation(torch.as_tensor(np.radians(angles_deg), dtype=dtype))
             return frame_wr(forward, frame, thickness, rot)
 
-        step = start_step_deg
+        step = start_step_deg if max_angle_deg is None else min(start_step_deg, max_angle_deg)
         simplex = np.array([[0, 0, 0], [step, 0, 0], [0, step, 0], [0, 0, step]], float)
         simplex -= simplex.mean(0)  # centred on the start
-        res = minimize(objective, np.zeros(3), method="Nelder-Mead",
+        bounds = None if max_angle_deg is None else [(-max_angle_deg, max_angle_deg)] * 3
+        res = minimize(objective, np.zeros(3), method="Nelder-Mead", bounds=bounds,
                        options=dict(initial_simplex=simplex, maxfev=max_evaluations, xatol=1e-4, fatol=1e-6))
         best_angles, after = res.x, float(res.fun)
         if after >= before:
@@ -137,6 +154,8 @@ def refine_frame_orientation(forward: ForwardModel, frame: int, thickness: float
                 rz = rotation_matrix((0, 0, 1), phi)
                 trial_lab = rz @ rotation_matrix((1, 0, 0), theta) @ rz.T @ lab_total
                 crystal_rot = centre_inv @ trial_lab @ centre
+                if max_angle_deg is not None and rotation_angle_deg(trial_lab) > max_angle_deg:
+                    continue
                 value = frame_wr(forward, frame, thickness, torch.as_tensor(crystal_rot, dtype=dtype))
                 evaluations += 1
                 if value < best - 1e-9:
@@ -191,16 +210,20 @@ def preparation_key(forward: ForwardModel, settings: dict) -> str:
 
 
 def prepare(forward: ForwardModel, *, refine_orientation: bool = True, method: str = "nelder-mead", grid=None,
-            cache_dir=None, progress=None, frames=None) -> PreparationResult:
+            cache_dir=None, progress=None, frames=None, max_angle_deg: float | None = DEFAULT_MAX_ANGLE_DEG,
+            max_evaluations: int = 120) -> PreparationResult:
     """Thickness search, per-frame orientation refinement, then a second thickness search.
 
     With ``cache_dir`` the result is stored under a hash of data, structure and settings and
     reused by later runs. ``progress`` is a tqdm-like callable; ``frames`` limits the
-    orientation refinement to some frames (the others keep their file orientation).
+    orientation refinement to some frames (the others keep their file orientation);
+    ``max_angle_deg`` bounds each frame's correction (see :func:`refine_frame_orientation`) and
+    ``max_evaluations`` its simplex budget.
     """
     grid = thickness_grid() if grid is None else np.asarray(grid, float)
     settings = dict(refine_orientation=refine_orientation, method=method, grid=[float(grid[0]), float(grid[-1]), len(grid)],
-                    frames=None if frames is None else list(map(int, frames)))
+                    frames=None if frames is None else list(map(int, frames)), max_angle_deg=max_angle_deg,
+                    max_evaluations=int(max_evaluations))
     cache_path = None
     if cache_dir is not None:
         cache_path = Path(cache_dir) / f"prep-{preparation_key(forward, settings)}.npz"
@@ -215,7 +238,9 @@ def prepare(forward: ForwardModel, *, refine_orientation: bool = True, method: s
         todo = range(n) if frames is None else frames
         iterator = todo if progress is None else progress(list(todo), desc="orientation refinement", leave=False)
         for f in iterator:
-            rotations[f], before[f], after[f] = refine_frame_orientation(forward, f, float(first.per_frame[f]), method=method)
+            rotations[f], before[f], after[f] = refine_frame_orientation(forward, f, float(first.per_frame[f]), method=method,
+                                                                        max_angle_deg=max_angle_deg,
+                                                                        max_evaluations=max_evaluations)
         second = thickness_search(forward, grid, torch.as_tensor(rotations, dtype=forward.dtype), progress=progress)
     else:
         second = first
