@@ -320,10 +320,13 @@ class RefinementJob(SnapshotBroadcaster):
             "report": report.to_dict(),
             "wr_validation": wr_val,
             "epoch": self.epoch,
+            # orientation corrections of these same parameters, so frame_pattern never has to read
+            # the live model (the optimizer step after this record moves it)
+            "rotations": self._rotations_numpy(),
         }
         if self.best is None or score < self.best["score"]:
             self.best = {"score": score, "epoch": self.epoch, "state": _clone_state(self.model),
-                         **{k: v for k, v in self._last.items() if k != "epoch"}}
+                         **{k: v for k, v in self._last.items() if k not in ("epoch", "rotations")}}
             self.epochs_since_best = 0
         else:
             self.epochs_since_best += 1
@@ -441,20 +444,37 @@ class RefinementJob(SnapshotBroadcaster):
         )
 
     # ------------------------------------------------------------------ per-frame patterns
+    @property
+    def frame_angle_deg(self) -> np.ndarray:
+        """Tilt angle of each frame (deg); the dashboard sizes its frame slider with it."""
+        return np.asarray(self.forward.experiment.frame_angle_deg, dtype=float).copy()
+
+    def _rotations_numpy(self) -> np.ndarray | None:
+        with torch.no_grad():
+            rot = self.model.rotations()
+        return None if rot is None else rot.detach().cpu().numpy().copy()
+
     def frame_pattern(self, frame: int) -> FramePattern:
-        """Observed vs scaled calculated spots of one frame at the latest evaluated parameters."""
+        """Observed vs scaled calculated spots of one frame at the latest evaluated parameters.
+
+        Safe to call from another thread (the UI) while the worker is mid-epoch: it reads only the
+        latest evaluation record (NumPy copies, replaced as a whole, never mutated) and constant
+        data, so it neither waits for the epoch nor sees half-updated parameters. Only before the
+        first evaluation does it take the model lock and evaluate once.
+        """
         exp = self.forward.experiment
         frame = int(frame)
         if not 0 <= frame < exp.n_frames:
             raise RefinementError(f"frame {frame} does not exist (0..{exp.n_frames - 1})")
-        with self._model_lock:
-            if self._last is None:
-                with torch.no_grad():
-                    self._record(self.objective.evaluate())
-            last = self._last
-            with torch.no_grad():
-                rot = self.model.rotations()
-                rot_f = np.eye(3) if rot is None else rot[frame].cpu().numpy()
+        last = self._last  # one consistent record: i_calc, scales, thickness, R and rotations together
+        if last is None:
+            with self._model_lock:
+                if self._last is None:
+                    with torch.no_grad():
+                        self._record(self.objective.evaluate())
+                last = self._last
+        rotations = last.get("rotations")
+        rot_f = np.eye(3) if rotations is None else rotations[frame]
         rows = np.flatnonzero(self.forward.frame_index.cpu().numpy() == frame)
         hkl = self.forward.hkl[rows]
         orientation = np.asarray(exp.orientations[frame]) @ rot_f
