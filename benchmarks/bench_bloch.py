@@ -81,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    header = "| beams | batch | eigen fwd (ms/orient.) | eigen fwd+bwd | ratio bwd/fwd | eigh-autograd fwd+bwd | matrix_exp fwd | matrix_exp fwd+bwd | matrix_exp / eigen (fwd+bwd) |"
+    header = "| beams | batch | eigen fwd (ms/orient.) | eigen fwd+bwd | (fwd+bwd) / fwd | eigh-autograd fwd+bwd | matrix_exp fwd | matrix_exp fwd+bwd | matrix_exp / eigen (fwd+bwd) |"
     lines = [header, "|" + "---|" * 9]
     print("\n".join(lines), flush=True)
     for n_beams, batch in CASES:
