@@ -17,3 +17,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_thread():
+    """Batches of small eigendecompositions run faster on one thread than on two shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def quartz_model():
+    """α-quartz P3₂21 from the shipped structure (published coordinates; no shared data needed)."""
+    from edwidgets.crystal import load_structure
+
+    return load_structure("quartz_P3221")

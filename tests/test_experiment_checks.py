@@ -7,11 +7,9 @@ import time
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
 
-from edwidgets.crystal import Crystal, load_structure
+from edwidgets.crystal import Crystal
 from edwidgets.errors import EdwidgetsError, ExperimentError, InputFileError
 from edwidgets.experiment.forward import ForwardModel
 from edwidgets.experiment.pets import EmptyFramesWarning, read_pets, write_pets
@@ -22,18 +20,7 @@ from edwidgets.experiment.synthetic import make_synthetic_dataset
 SMALL = dict(angle_range=(-6.0, 6.0), step_deg=3.0, half_width_deg=1.5, resolution=1.2, n_samples=4,
              thickness_mean=400.0, profile="constant", seed=1)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def quartz_model():
-    return load_structure("quartz_P3221")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,21 +19,7 @@ from edwidgets.experiment.synthetic import make_synthetic_dataset, thickness_pro
 SMALL = dict(angle_range=(-15.0, 15.0), step_deg=3.0, half_width_deg=1.5, resolution=1.4, n_samples=5,
              thickness_mean=400.0, profile="sine", seed=3)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def quartz_model():
-    """α-quartz written from the published coordinates (shipped structure; no shared data needed)."""
-    from edwidgets.crystal import load_structure
-
-    return load_structure("quartz_P3221")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def score_truth(dataset, crystal):
