@@ -323,3 +323,26 @@ def test_dashboard_on_the_real_refinement_job(dashboard_factory, tmp_path):
     written = d.export(tmp_path, include_plotlyjs="cdn")
     assert "refined.cif" in written and "_atom_site" in written["refined.cif"].read_text()
     assert result is not None
+
+
+def test_unchanged_learning_rate_keeps_the_jobs_per_group_rates(dashboard_factory):
+    """Start with the learning-rate box untouched must not flatten a real job's per-group ``lrs``."""
+    received = []
+
+    class Job(SimulatedJob):
+        lr = 3e-3
+
+        def configure(self, settings):
+            received.append(dict(settings))
+            super().configure(settings)
+
+    job = Job(n_epochs=2, epoch_seconds=0.0, learning_rate=3e-3)
+    d = dashboard_factory(job)
+    d.controls.start_button.click()
+    job.result(timeout=5)
+    assert received and "learning_rate" not in received[-1] and received[-1]["n_epochs"] == 2
+    d.controls.epochs.value = 4
+    d.controls.learning_rate.value = 0.02
+    d.controls.start_button.click()
+    job.result(timeout=5)
+    assert received[-1]["learning_rate"] == pytest.approx(0.02) and job.learning_rate == pytest.approx(0.02)

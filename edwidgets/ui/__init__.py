@@ -24,6 +24,7 @@ _EXPORTS = {
     "PendellosungExplorer": "edwidgets.ui.teaching",
     "SimulatedJob": "edwidgets.ui.demo_job",
     "ReferenceModel": "edwidgets.ui.reference",
+    "reference_from_crystal": "edwidgets.ui.reference",
     "export_figure": "edwidgets.ui.export",
     "per_frame_table": "edwidgets.ui.export",
     "write_per_frame_csv": "edwidgets.ui.export",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
+import numpy as np
 
 from edwidgets.refine.events import JobState, RefinementJobLike, Snapshot
 from edwidgets.ui.panels import (
@@ -150,6 +151,11 @@ class RefinementDashboard(widgets.VBox):
         self.pending_settings = settings
         configure = getattr(self.job, "configure", None)
         if callable(configure):
+            job_lr = getattr(self.job, "learning_rate", getattr(self.job, "lr", None))
+            if job_lr is not None and np.isclose(settings["learning_rate"], float(job_lr), rtol=1e-9, atol=0.0):
+                # unchanged: keep the job's per-group rates (a real job's ``lrs``), which one
+                # learning_rate would overwrite
+                settings = {k: v for k, v in settings.items() if k != "learning_rate"}
             configure(settings)
         return settings
 

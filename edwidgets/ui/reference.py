@@ -68,6 +68,27 @@ def as_reference(value: Any, label: str) -> ReferenceModel | None:
     )
 
 
+def atom_records(crystal: Any) -> tuple[AtomRecord, ...]:
+    """The asymmetric-unit sites of an :class:`edwidgets.crystal.Crystal` as the UI shows them."""
+    return tuple(
+        AtomRecord(label=s.label, element=s.element, frac=tuple(float(v) for v in s.frac), u_iso=float(s.u_iso),
+                   u_aniso=None if s.u_aniso is None else tuple(float(v) for v in s.u_aniso))
+        for s in crystal.sites
+    )
+
+
+def reference_from_crystal(crystal: Any, *, thickness=None, frame_angle_deg=None, grid_thickness=None,
+                           label: str = "truth") -> ReferenceModel:
+    """A :class:`ReferenceModel` of a known structure (and optionally its thickness profile), e.g.
+    the truth of a synthetic dataset, for the dashboard's ``truth=``/``start=`` overlays."""
+
+    def arr(v) -> np.ndarray | None:
+        return None if v is None else np.asarray(v, dtype=float).ravel().copy()
+
+    return ReferenceModel(atoms=atom_records(crystal), thickness=arr(thickness), frame_angle_deg=arr(frame_angle_deg),
+                          grid_thickness=arr(grid_thickness), label=label)
+
+
 def fractional_to_cartesian_matrix(cell: Sequence[float]) -> np.ndarray:
     """Orthogonalisation matrix M (rows are nothing special: x_cart = M @ x_frac) with a along x
     and b in the xy plane (the usual crystallographic convention)."""
