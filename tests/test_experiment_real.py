@@ -151,3 +151,24 @@ def test_glycine_is_read_and_scored(shared_data):
     assert 100 < report.n_obs <= report.n_all <= len(experiment.reflections)
     # a sensible fit: far from random (R of unrelated intensities is ~50-60 %)
     assert report.r_obs < 0.35 and report.wr_all < 0.45
+
+
+def test_fixed_rows_keep_the_selection_after_orientation_changes(quartz_subset):
+    """``rows=`` scores exactly the given reflections: after rotating every frame by 0.4° the
+    Klar selection would change, the fixed rows do not (same N for every model and stage)."""
+    from edwidgets.experiment.forward import small_rotation
+
+    experiment, published = quartz_subset
+    base = ForwardModel(experiment, published, n_samples=4, **QUARTZ_SETTINGS)
+    turn = small_rotation(torch.tensor(np.radians([0.4, -0.4, 0.2]))).numpy()
+    rotated = experiment.with_orientations(np.asarray(experiment.orientations) @ turn)
+    reselected = ForwardModel(rotated, published, n_samples=4, **QUARTZ_SETTINGS)
+    fixed = ForwardModel(rotated, published, n_samples=4, rows=base.rows_in_data, **QUARTZ_SETTINGS)
+    assert not np.array_equal(reselected.rows_in_data, base.rows_in_data)
+    assert np.array_equal(fixed.rows_in_data, base.rows_in_data)
+    assert fixed.observations.n_obs == base.observations.n_obs
+    for plan in fixed.plans:  # every scored reflection has a beam in its frame's (rotated) beam set
+        hkl = fixed.hkl[plan.rows.numpy()]
+        assert np.array_equal(plan.beams.hkl[plan.beam_of_row.numpy()], hkl)
+    with pytest.raises(Exception, match="rows must lie"):
+        ForwardModel(rotated, published, n_samples=4, rows=[len(experiment.reflections)], **QUARTZ_SETTINGS)

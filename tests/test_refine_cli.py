@@ -44,3 +44,33 @@ def test_refine_options_parse():
     args = build_parser().parse_args(["refine", "--structure", "s.cif", "--data", "d.cif_pets", "--out", "o",
                                       "--epochs", "5", "--kinematic", "--no-prepare", "--threads", "1"])
     assert args.epochs == 5 and args.kinematic and args.no_prepare and args.threads == 1 and args.lr == 1e-3
+
+
+def test_refine_defaults_follow_the_paper_quartz_settings():
+    """A first run needs no options: g_max 1.6 Å⁻¹, Klar et al.'s selection (0.9, 0.0015), bounded
+    orientation corrections, samples from the rocking-curve rule."""
+    from edwidgets.refine.command import DEFAULT_MAX_ANGLE_DEG
+
+    args = build_parser().parse_args(["refine", "--structure", "s.cif", "--data", "d.cif_pets", "--out", "o"])
+    assert args.g_max == 1.6 and tuple(args.selection) == (0.9, 0.0015) and args.samples is None
+    assert args.max_orientation_deg == DEFAULT_MAX_ANGLE_DEG == 0.5
+    assert args.thickness_model == "per-frame" and args.lr == 1e-3 and args.epochs == 200
+
+
+def test_auto_samples_threads_and_group_rates():
+    import pytest
+
+    from edwidgets.errors import EdwidgetsError
+    from edwidgets.refine.command import MAX_AUTO_SAMPLES, auto_samples, auto_threads, parse_group_rates
+
+    class FakeExperiment:
+        def auto_samples(self, thickness, g_max):
+            return int(2 * thickness * g_max / 10)
+
+    assert auto_samples(FakeExperiment(), 100.0, 1.0) == 20
+    assert auto_samples(FakeExperiment(), 1e4, 2.0) == MAX_AUTO_SAMPLES
+    assert auto_threads(40.0) == 1 and auto_threads(400.0) >= 1
+    assert parse_group_rates(["thickness=1e-2", "adp=5e-4"]) == {"thickness": 0.01, "adp": 0.0005}
+    for bad in (["thickness"], ["scale=1e-3"], ["adp=fast"], ["adp=-1"]):
+        with pytest.raises(EdwidgetsError):
+            parse_group_rates(bad)

@@ -57,7 +57,9 @@ class ForwardModel:
     (|g| ≤ resolution, default g_max); sg_max: excitation-error limit for beams at any sample;
     n_samples: orientation samples per frame ("auto" uses physics-notes §7 with
     ``thickness_hint``); selection: (R_Sg^max, D_Sg) of Klar et al., or None to score every
-    reflection of the file.
+    reflection of the file. ``rows`` (indices into ``experiment.reflections``) fixes the scored
+    reflections instead, e.g. to keep the selection made at the file's orientations after the
+    orientations were corrected (same N for every model and stage).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class ForwardModel:
         dtype: torch.dtype = torch.float64,
         device=None,
         progress=None,
+        rows: np.ndarray | None = None,
     ):
         experiment.check_cell(crystal.cell, getattr(crystal, "name", "") or "structure")
         self.experiment = experiment
@@ -92,6 +95,7 @@ class ForwardModel:
             n_samples = experiment.auto_samples(thickness_hint, self.resolution)
         self.n_samples = int(n_samples)
         self.selection = selection
+        self._fixed_rows = None if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
         self._build(progress)
 
     # --- set-up -------------------------------------------------------------
@@ -108,6 +112,11 @@ class ForwardModel:
             s_centre = excitation_errors(torch.as_tensor(g_lab), self.k)
             dsg = delta_s_g(torch.as_tensor(g_lab), torch.as_tensor(exp.rotation_axis), torch.as_tensor(np.radians(exp.half_width_deg[frames])))
             keep &= select_reflections(s_centre, dsg, self.selection[0], self.selection[1]).numpy()
+        if self._fixed_rows is not None:
+            if self._fixed_rows.size and (self._fixed_rows[0] < 0 or self._fixed_rows[-1] >= len(refl)):
+                raise ExperimentError(f"{exp.source or exp.name}: rows must lie in 0..{len(refl) - 1}")
+            keep = np.zeros(len(refl), dtype=bool)
+            keep[self._fixed_rows] = True
         self.rows_in_data = np.flatnonzero(keep)  # rows of experiment.reflections that are scored
         if len(self.rows_in_data) == 0:
             raise ExperimentError(f"{exp.source or exp.name}: no reflection passes the resolution/selection limits")
@@ -187,6 +196,40 @@ class ForwardModel:
         phi = propagate(a, thickness_to_tau(thickness.reshape(-1), k_normal), self.method)
         intensity = (phi.real**2 + phi.imag**2).mean(0)  # average over samples → [T, N]
         return intensity[:, plan.beam_of_row]
+
+    def frame_eigen(self, plan: FramePlan, couplings: torch.Tensor, rotation: torch.Tensor | None = None):
+        """Eigendecomposition of one frame's structure matrices, without gradients (preparation).
+
+        Returns (eigenvalues [S, N], eigenvectors [S, N, N], K_n [S]); with
+        :meth:`intensities_from_eigen` it gives the frame's intensities at any number of thicknesses
+        for the price of one decomposition.
+        """
+        orientations = plan.sample_orientations
+        if rotation is not None:
+            orientations = orientations @ rotation
+        with torch.no_grad():
+            hkl = torch.as_tensor(plan.beams.hkl, dtype=self.dtype, device=self.device)
+            g_lab = torch.einsum("sij,jk,mk->smi", orientations, self.model.reciprocal_basis, hkl)
+            s = excitation_errors(g_lab, self.k)
+            k_normal = torch.full((len(orientations),), self.k, dtype=self.dtype, device=self.device)
+            a = structure_matrix(couplings, plan.coupling_index, s, g_lab[..., 2], k_normal, self.k)
+            lam, vec = torch.linalg.eigh(a)
+        return lam, vec, k_normal
+
+    def intensities_from_eigen(self, plan: FramePlan, eigen, thickness: torch.Tensor) -> torch.Tensor:
+        """Sample-averaged intensities [T, n_rows] of the frame's reflections from :meth:`frame_eigen`.
+
+        Only the rows of the scored reflections are formed (S·T·rows·N work instead of S·T·N²),
+        which is what makes fine thickness grids cheap.
+        """
+        lam, vec, k_normal = eigen
+        with torch.no_grad():
+            tau = thickness_to_tau(torch.as_tensor(thickness, dtype=self.dtype, device=self.device).reshape(-1), k_normal)
+            phase = tau[:, :, None] * lam[:, None, :]  # [S, T, N]
+            coeff = torch.polar(torch.ones_like(phase), phase) * vec[:, 0, :].conj()[:, None, :]
+            rows = vec[:, plan.beam_of_row, :]  # [S, R, N]
+            phi = torch.einsum("srn,stn->str", rows, coeff)
+            return (phi.real**2 + phi.imag**2).mean(0)
 
     def intensities(self, thickness: torch.Tensor, atoms=None, rotations: torch.Tensor | None = None,
                     frames=None) -> torch.Tensor:

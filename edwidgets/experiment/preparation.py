@@ -74,22 +74,63 @@ class ThicknessSearch:
     curve: np.ndarray  # wR_all of the whole dataset vs grid thickness
 
 
-def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor | None = None, progress=None) -> ThicknessSearch:
-    """Grid search of the thickness, per frame and for the whole dataset (closed-form scales)."""
+#: Coarse spacing (Å) of the two-level thickness search: wR(t) of a frame varies on the scale of
+#: extinction distances (≳ 100 Å), so a 10 Å pass finds the basin and a fine pass around it the minimum.
+COARSE_SPACING_A = 10.0
+
+
+def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor | None = None, progress=None,
+                     coarse_stride: int | None = None) -> ThicknessSearch:
+    """Grid search of the thickness, per frame and for the whole dataset (closed-form scales).
+
+    Two levels: every ``coarse_stride``-th grid point first (default: about 10 Å apart), then every
+    grid point within one coarse step of each frame's best and of the dataset's best. One
+    eigendecomposition per orientation sample serves both levels. ``coarse_stride=1`` evaluates
+    the whole grid. ``curve`` is +inf at grid points that were not evaluated.
+    """
     grid = thickness_grid() if grid is None else np.asarray(grid, float)
+    n_grid = len(grid)
+    if coarse_stride is None:
+        step = float(np.median(np.diff(grid))) if n_grid > 1 else COARSE_SPACING_A
+        coarse_stride = max(1, int(round(COARSE_SPACING_A / step))) if n_grid > 100 else 1
+    coarse_stride = int(coarse_stride)
     t = torch.as_tensor(grid, dtype=forward.dtype)
     couplings = _couplings(forward)
-    nums = torch.zeros(forward.experiment.n_frames, len(grid), dtype=forward.dtype)
-    dens = torch.zeros(forward.experiment.n_frames, dtype=forward.dtype)
-    plans = forward.plans if progress is None else progress(forward.plans, desc="thickness search", leave=False)
+    n_frames = forward.experiment.n_frames
+    nums = torch.full((n_frames, n_grid), math.inf, dtype=forward.dtype)
+    dens = torch.zeros(n_frames, dtype=forward.dtype)
+    coarse = np.unique(np.r_[np.arange(0, n_grid, coarse_stride), n_grid - 1])
+
+    def evaluate(plan, eigen, index):
+        index = np.asarray(sorted(set(int(i) for i in index) - set(evaluated[plan.frame])), dtype=int)
+        if index.size == 0:
+            return
+        # in chunks: bounded memory ([S, chunk, N] phases) whatever the grid length
+        parts = [forward.intensities_from_eigen(plan, eigen, t[index[i:i + 256]]) for i in range(0, index.size, 256)]
+        num, dens[plan.frame] = _frame_wr_terms(forward, plan, torch.cat(parts))
+        nums[plan.frame, torch.as_tensor(index)] = num
+        evaluated[plan.frame].update(index.tolist())
+
+    evaluated: dict[int, set] = {p.frame: set() for p in forward.plans}
+    eigens = {}
+    plans = [p for p in forward.plans if len(p.rows)]
+    iterator = plans if progress is None else progress(plans, desc="thickness search", leave=False)
     with torch.no_grad():
-        for plan in plans:
-            if len(plan.rows) == 0:
-                continue
+        for plan in iterator:
             rot = None if rotations is None else rotations[plan.frame]
-            i_calc = forward.frame_intensities(plan, couplings, t, rot)
-            nums[plan.frame], dens[plan.frame] = _frame_wr_terms(forward, plan, i_calc)
-    frame_wr = torch.sqrt(nums / torch.where(dens > 0, dens, torch.ones_like(dens))[:, None])
+            eigens[plan.frame] = forward.frame_eigen(plan, couplings, rot)
+            evaluate(plan, eigens[plan.frame], coarse)
+        if coarse_stride > 1:
+            total = nums[[p.frame for p in plans]][:, coarse].sum(0)
+            g_coarse = int(coarse[int(torch.argmin(total))])
+            for plan in plans:
+                b = int(torch.argmin(nums[plan.frame]))
+                near = np.r_[np.arange(b - coarse_stride, b + coarse_stride + 1),
+                             np.arange(g_coarse - coarse_stride, g_coarse + coarse_stride + 1)]
+                evaluate(plan, eigens.pop(plan.frame), near[(near >= 0) & (near < n_grid)])
+    empty = dens == 0
+    nums[empty] = 0.0
+    frame_wr = torch.sqrt(nums / torch.where(empty, torch.ones_like(dens), dens)[:, None])
     best = torch.argmin(frame_wr, dim=1)
     curve = torch.sqrt(nums.sum(0) / dens.sum())
     g = int(torch.argmin(curve))
