@@ -8,6 +8,9 @@ per-frame scales), plus any extra command-line options given after ``--``.
 
     python benchmarks/real_data_refinement.py [--runs quartz,quartz-inverted,glycine] [--out-dir DIR] [-- extra refine options]
 
+The runs can go in parallel processes (``--runs quartz --out-dir D --no-record`` each), then
+``--collect --out-dir D`` makes the table and the figures from their JSON files.
+
 Appends a table to benchmarks/RESULTS.md (``--no-record`` to skip) and writes plots to
 benchmarks/figures/ (R curves, thickness vs tilt, orientation corrections).
 """
@@ -150,11 +153,16 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", default="quartz,quartz-inverted,glycine")
     parser.add_argument("--out-dir", type=Path, default=None, help="refinement outputs (default: a temporary folder)")
+    parser.add_argument("--collect", action="store_true",
+                        help="only read the runs' JSON from --out-dir (runs made in parallel processes) and report")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
     out_root = args.out_dir or Path(tempfile.mkdtemp(prefix="edwidgets-real-"))
     runs = []
     for name in args.runs.split(","):
+        if args.collect:
+            runs.append(json.loads((out_root / f"{name}.json").read_text()))
+            continue
         runs.append(run_one(name, args.data_dir, out_root, extra))
         atomic_write_text(out_root / f"{name}.json", json.dumps(runs[-1], indent=1, default=float))
     figures = []

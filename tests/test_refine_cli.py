@@ -74,3 +74,36 @@ def test_auto_samples_threads_and_group_rates():
     for bad in (["thickness"], ["scale=1e-3"], ["adp=fast"], ["adp=-1"]):
         with pytest.raises(EdwidgetsError):
             parse_group_rates(bad)
+
+
+def test_joint_orientation_stays_in_the_box_with_the_preparation():
+    """bound_orientations clamps the joint angles after each step so that preparation + joint
+    stays within ±b per angle; the preparation's angles are read back in the model's convention."""
+    import numpy as np
+    import torch
+
+    from edwidgets.experiment.forward import small_rotation
+    from edwidgets.refine.command import bound_orientations
+
+    class Job:
+        pass
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.orientation = torch.nn.Parameter(torch.zeros(2, 3, dtype=torch.float64))
+
+        n_frames = 2
+
+    model, job = Model(), Job()
+    job.optimizer = torch.optim.SGD([model.orientation], lr=1.0)
+    prep_deg = np.array([[0.3, -0.2, 0.1], [0.0, 0.0, 0.0]])
+    prep = small_rotation(torch.tensor(np.radians(prep_deg))).numpy()
+    bound_orientations(job, model, prep, 0.5)
+    model.orientation.grad = torch.full((2, 3), -1.0, dtype=torch.float64)  # SGD step of +1 rad on every angle
+    job.optimizer.step()
+    got = np.degrees(model.orientation.detach().numpy())
+    assert np.allclose(got, 0.5 - prep_deg, atol=1e-9)
+    model.orientation.grad = torch.full((2, 3), 5.0, dtype=torch.float64)  # −5 rad
+    job.optimizer.step()
+    assert np.allclose(np.degrees(model.orientation.detach().numpy()), -0.5 - prep_deg, atol=1e-9)

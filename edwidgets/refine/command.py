@@ -1,6 +1,8 @@
 """``edwidgets refine``: preparation and refinement of a structure against a PETS2 dataset."""
 from __future__ import annotations
 
+import argparse
+import math
 import time
 from pathlib import Path
 
@@ -22,6 +24,9 @@ SMALL_PROBLEM_BEAMS = 150
 BOUNDED_THICKNESS_MODELS = ("nn", "nn-quadratic")
 DEFAULT_THICKNESS_MODEL = "per-frame"
 PER_FRAME_THICKNESS_LR = 1e-2
+#: Joint orientation refinement (radians per Adam step, ≈ 0.006°): the paper's 1e-3 (0.06° per step)
+#: is far larger than the corrections themselves.
+JOINT_ORIENTATION_LR = 1e-4
 
 
 def _load_experiment(path: Path):
@@ -100,10 +105,12 @@ def refine_from_args(args):
     kind = "kinematic" if kinematic else args.thickness_model
     thickness = make_thickness_model(kind, experiment.frame_angle_deg, t_init,
                                      thickness_range=(args.thickness_min, args.thickness_max), dtype=dtype)
-    refine = {"thickness": not kinematic, "orientation": bool(args.refine_orientation)}
+    refine = {"thickness": not kinematic, "orientation": bool(args.refine_orientation) and not kinematic}
     model = RefinementModel(crystal, experiment.frame_angle_deg, anisotropic=True if args.anisotropic else None,
                             thickness_model=thickness, refine=refine, dtype=dtype)
     lrs = parse_group_rates(getattr(args, "lr_group", None) or [])
+    if refine["orientation"] and "orientation" not in lrs:
+        lrs["orientation"] = JOINT_ORIENTATION_LR
     if kind == "per-frame" and "thickness" not in lrs:
         # per-frame thickness is refined as log t: Adam moves it by up to ~1 % per step at 1e-2; the
         # paper's 1e-3 (≤ 0.1 % per step) barely leaves the 2 Å grid search's value in 200 epochs
@@ -134,6 +141,8 @@ def refine_from_args(args):
     print(f"{forward.n_reflections} reflections ({forward.observations.n_obs} observed), {experiment.n_frames} frames, "
           f"{forward.beam_counts().mean():.0f} beams and {forward.n_samples} samples per frame; "
           f"{model.n_refined(('positions', 'adp'))} structural parameters; set-up {setup_s:.1f} s")
+    if refine["orientation"] and args.max_orientation_deg:
+        bound_orientations(job, model, prepared.rotations if prepared is not None else None, args.max_orientation_deg)
     bar = TqdmProgress(job, desc="refining")
     try:
         result = job.run()
@@ -141,12 +150,43 @@ def refine_from_args(args):
         bar.close()
     if args.checkpoint:
         job.save_checkpoint(args.checkpoint)
+    if refine["orientation"] and job.best is not None:
+        # the joint corrections of the best epoch, on top of the preparation's (degrees)
+        from ..experiment.forward import small_rotation
+
+        angles = job.best["state"]["orientation"].detach().cpu().double()
+        result.settings["orientation_joint_deg"] = {
+            "max_angle": float(np.degrees(angles.abs().max())),
+            "per_frame_rotation": [rotation_angle_deg(r) for r in small_rotation(angles).numpy()],
+        }
     paths = result.write(out)
     rep = result.report
     print(f"R_obs = {100 * rep['R_obs']:.2f} % (N_obs {rep['N_obs']}), wR_all = {100 * rep['wR_all']:.2f} % "
           f"(N_all {rep['N_all']}); best epoch {result.best_epoch} of {result.epochs}; {result.state}")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return result
+
+
+def bound_orientations(job, model, prepared_rotations, max_angle_deg: float) -> None:
+    """Keep every joint orientation angle within ±``max_angle_deg`` of the file's orientation,
+    counting the preparation's correction: after each optimizer step the angles are clamped to
+    [−b − a_prep, b − a_prep] (small rotations compose additively to first order)."""
+    from scipy.spatial.transform import Rotation
+
+    bound = math.radians(max_angle_deg)
+    n = model.n_frames
+    prep = np.zeros((n, 3))
+    if prepared_rotations is not None:
+        # R = R_z(ω) R_y(β) R_x(α): scipy's intrinsic "ZYX" Euler angles are (ω, β, α)
+        prep = Rotation.from_matrix(np.asarray(prepared_rotations)).as_euler("ZYX")[:, ::-1]
+    lo = torch.as_tensor(-bound - prep, dtype=model.orientation.dtype).clamp(max=0.0)
+    hi = torch.as_tensor(bound - prep, dtype=model.orientation.dtype).clamp(min=0.0)
+
+    def clamp(*_):
+        with torch.no_grad():
+            model.orientation.copy_(torch.minimum(torch.maximum(model.orientation, lo), hi))
+
+    job.optimizer.register_step_post_hook(clamp)
 
 
 def auto_samples(experiment, thickness_hint: float, g_max: float, cap: int = MAX_AUTO_SAMPLES) -> int:
@@ -219,7 +259,9 @@ def add_refine_arguments(parser) -> None:
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="floating-point precision")
     parser.add_argument("--no-prepare", action="store_true", help="skip the thickness search and orientation refinement")
     parser.add_argument("--no-orientation", action="store_true", help="preparation without orientation refinement")
-    parser.add_argument("--refine-orientation", action="store_true", help="refine per-frame orientations jointly")
+    parser.add_argument("--refine-orientation", action=argparse.BooleanOptionalAction, default=True,
+                        help="refine per-frame orientation corrections jointly with the structure (default on; "
+                             "kept within --max-orientation-deg of the file's orientation, together with the preparation's)")
     parser.add_argument("--anisotropic", action="store_true", help="refine anisotropic U (isotropic sites start isotropic)")
     parser.add_argument("--validation-frames", type=int, default=0, help="hold out N random frames for early stopping")
     parser.add_argument("--patience", type=int, default=20, help="early-stopping patience (epochs)")
