@@ -7,4 +7,6 @@ bash scripts/install.sh test
 # reason when something is missing, so a failed setup does not fail the run)
 bash scripts/browser-setup.sh >/dev/null || echo "browser setup failed: UI/browser tests may be skipped" >&2
 . .venv/bin/activate
-python -m pytest -q -p no:cacheprovider "$@"
+# --nbval-lax: every notebook in notebooks/ (pyproject testpaths) runs top to bottom and must not
+# raise; outputs are not compared. --nbval-current-env: in this venv's kernel, not a system one.
+python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env "$@"
