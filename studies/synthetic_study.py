@@ -72,6 +72,7 @@ SCALES = {
     "paracetamol": dict(structure="paracetamol", adp="iso", angle_range=(-30.0, 30.0), step_deg=2.0, resolution=0.8,
                         sg_max=0.008, n_samples=3, thickness_mean=500.0),
 }
+SCALE_OVERRIDES: dict[str, dict] = {}  # --set key=value (applied to every structure of the run)
 QUICK = dict(angle_range=(-6.0, 6.0), step_deg=2.0, n_samples=2)
 
 #: Learning rates. "paper": Adam, 1e-3 for every group, constant. "tuned": per group, with a
@@ -99,7 +100,7 @@ def start_structure(truth, name: str, delta: float, seed: int):
 
 
 def build_dataset(name: str, *, profile: str, dynamic_range: float, seed: int, quick: bool, amplitude: float = 0.3):
-    scale = dict(SCALES[name], **(QUICK if quick else {}))
+    scale = dict(SCALES[name], **SCALE_OVERRIDES.get(name, {}), **(QUICK if quick else {}))
     truth = truth_structure(name, scale["adp"])
     ds = make_synthetic_dataset(truth, angle_range=scale["angle_range"], step_deg=scale["step_deg"],
                                 profile=profile, thickness_mean=scale["thickness_mean"], thickness_amplitude=amplitude,
@@ -176,6 +177,15 @@ class EpochRecorder:
             self.bar.set_postfix({"wR": f"{snap.wr_all:.4f}", "rmsd": f"{self.rmsd[-1]:.4f}"}, refresh=False)
 
 
+def site_errors(truth, refined) -> list[dict]:
+    """Per-site position error (Å, nearest lattice image) and U Frobenius difference (Å²)."""
+    delta = np.array([b.frac for b in refined.sites]) - np.array([a.frac for a in truth.sites])
+    d = (delta - np.round(delta)) @ truth.real_basis().T
+    du = truth.site_u_cart() - refined.site_u_cart()
+    return [{"label": s.label, "element": s.element, "dr": float(np.linalg.norm(d[i])),
+             "du": float(np.sqrt(np.sum(du[i] ** 2)))} for i, s in enumerate(truth.sites)]
+
+
 def refine(forward, truth, start, angles, *, kind: str, t_init, anisotropic: bool | None, epochs: int,
            optimizer: str, lr_preset: str, threads: int, desc: str, seed: int = 0, lbfgs_lr: float = 1.0,
            max_seconds: float | None = None) -> dict:
@@ -212,7 +222,7 @@ def refine(forward, truth, start, angles, *, kind: str, t_init, anisotropic: boo
         "schedule": preset["schedule"] if optimizer != "lbfgs" else "none", "epochs": int(result.epochs),
         "best_epoch": int(result.best_epoch), "wR_all": float(result.wr_all), "R_obs": float(result.r_obs),
         "N_obs": int(result.report["N_obs"]), "N_all": int(result.report["N_all"]),
-        "rmsd": asu_rmsd(truth, refined), "adp": adp_frobenius(truth, refined),
+        "rmsd": asu_rmsd(truth, refined), "adp": adp_frobenius(truth, refined), "sites": site_errors(truth, refined),
         "history": {"wR_all": [float(v) for v in hist["wR_all"]], "seconds": [float(v) for v in hist["seconds"]],
                     "rmsd": rec.rmsd, "adp": rec.adp, "wall": rec.wall},
         "thickness": [float(v) for v in result.thickness],
@@ -347,16 +357,28 @@ def dataset_lines(runs: list[dict]) -> list[str]:
     return lines
 
 
+def t_err_text(r: dict) -> str:
+    return "fixed 10 Å" if r["kind"] == "kinematic" else f"{r['thickness_rms_error']:.1f}"
+
+
+def lr_text(r: dict) -> str:
+    if r["optimizer"] == "lbfgs":
+        return f"L-BFGS lr {r['lr']:g}"
+    rates = [r["lrs"].get(g, r["lr"]) for g in ("positions", "adp", "thickness")]
+    return "/".join(f"{v:g}" for v in rates) + f", {r['schedule']}"
+
+
 def table_models(runs: list[dict], paper: bool) -> str:
-    head = "| structure | Δ (Å) | model | wR_all | ASU RMSD (Å) | ADP Frobenius (Å²) | t RMS err (Å) | epochs (best) | s/epoch |"
+    head = ("| structure | Δ (Å) | model | wR_all | ASU RMSD (Å) | ADP Frobenius (Å²) | t RMS err (Å) | epochs (best) | s/epoch "
+            "| lr pos/adp/t, schedule |")
     if paper:
         head += " paper wR / RMSD / ADP |"
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     order = {"kinematic": 0, "single": 1, "nn": 2}
     for r in sorted(runs, key=lambda r: (r["structure"], r["delta"], r["profile"], order.get(r["kind"], 9))):
         row = (f"| {r['structure']} | {r['delta']:g} | {MODEL_LABELS.get(r['kind'], r['kind'])} | {fmt(r['wR_all'])} | "
-               f"{fmt(r['rmsd'], 5)} | {fmt(r['adp'], 5)} | {r['thickness_rms_error']:.1f} | {r['epochs']} ({r['best_epoch']}) | "
-               f"{np.mean(r['history']['seconds']):.2f} |")
+               f"{fmt(r['rmsd'], 5)} | {fmt(r['adp'], 5)} | {t_err_text(r)} | {r['epochs']} ({r['best_epoch']}) | "
+               f"{np.mean(r['history']['seconds']):.2f} | {lr_text(r)} |")
         if paper:
             p = PAPER_TABLE1.get(r["structure"], {}).get(r["kind"])
             row += f" {p[0]} / {p[1]} / {p[2]} |" if p and abs(r["delta"] - 0.2) < 1e-9 else " — |"
@@ -373,6 +395,38 @@ def table_optimizers(runs: list[dict]) -> str:
         rows.append(f"| {r['structure']} | {r['optimizer']} | {e if e is not None else 'not reached'} | "
                     f"{fmt(s, 1) if s is not None else 'not reached'} | {fmt(r['wR_all'])} | {fmt(r['rmsd'], 5)} | "
                     f"{fmt(r['adp'], 5)} | {r['epochs']} | {np.mean(r['history']['seconds']):.2f} |")
+    return "\n".join(rows)
+
+
+def compare_to_paper(ours: float, paper: float) -> str:
+    """"yes" at or below the paper's value, "≈" equal once rounded to the paper's printed digits
+    (at least 3 decimals, Table 1 prints 0.020), "no" above."""
+    if ours <= paper:
+        return "yes"
+    decimals = max(3, len(repr(paper).split(".")[1]))
+    return "≈" if round(ours, decimals) <= paper else "no"
+
+
+def summary_table() -> str:
+    """Table 1 next to the paper: baselines from ``table1``, ThicknessNN from every Table-1 variant
+    (``table1`` and ``table1_*`` run folders), with whether each NN metric is at or below the paper's."""
+    order = {"kinematic": 0, "single": 1, "nn": 2}
+    rows = ["| structure | model | variant | wR_all | ASU RMSD (Å) | ADP Frob. (Å²) | paper wR / RMSD / ADP | ≤ paper (wR/RMSD/ADP) |",
+            "|---|---|---|---|---|---|---|---|"]
+    folders = sorted(p for p in RUNS.glob("table1*") if p.is_dir())
+    runs = []
+    for folder in folders:
+        variant = folder.name[len("table1"):].lstrip("_") or "tuned"
+        for r in load_runs(folder.name):
+            if folder.name != "table1" and r["kind"] != "nn":
+                continue
+            runs.append((variant, r))
+    for variant, r in sorted(runs, key=lambda vr: (vr[1]["structure"], order[vr[1]["kind"]], vr[0])):
+        p = PAPER_TABLE1[r["structure"]][r["kind"]]
+        ours = (r["wR_all"], r["rmsd"], r["adp"])
+        met = "/".join(compare_to_paper(o, t) for o, t in zip(ours, p)) if r["kind"] == "nn" else "—"
+        rows.append(f"| {r['structure']} | {MODEL_LABELS[r['kind']]} | {variant} ({r['n_reflections']} refl.) | "
+                    f"{fmt(ours[0])} | {fmt(ours[1], 5)} | {fmt(ours[2], 5)} | {p[0]} / {p[1]} / {p[2]} | {met} |")
     return "\n".join(rows)
 
 
@@ -449,7 +503,7 @@ def report(study: str, args, note: str = "") -> str:
     if not runs:
         print(f"no run files under {RUNS / study}")
         return ""
-    table = table_optimizers(runs) if study.startswith("optimizers") else table_models(runs, paper=True)
+    table = table_optimizers(runs) if study.startswith("optimizers") else table_models(runs, paper=study.startswith("table1"))
     suffix = "_quick" if args.quick else ""
     figs = plot_study(study, runs, suffix)
     print("\n" + table)
@@ -476,13 +530,14 @@ def report(study: str, args, note: str = "") -> str:
 # --------------------------------------------------------------------------------------------- CLI
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--study", required=True, choices=("table1", "starts", "sine", "noise", "optimizers"))
+    ap.add_argument("--study", choices=("table1", "starts", "sine", "noise", "optimizers"))
     ap.add_argument("--structures", nargs="+", default=None, choices=sorted(SCALES))
     ap.add_argument("--models", nargs="+", default=None, choices=("kinematic", "single", "nn"))
     ap.add_argument("--delta", nargs="+", type=float, default=None, help="start displacement(s), Å")
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--lr-preset", default="tuned", choices=sorted(LR_PRESETS))
     ap.add_argument("--lrs", default=None, help="override the tuned per-group rates, e.g. positions=6e-3,adp=2e-3")
+    ap.add_argument("--set", default=None, help="dataset scale overrides, e.g. resolution=1.0,sg_max=0.008")
     ap.add_argument("--tag", default="", help="suffix of the run files (variants of one study)")
     ap.add_argument("--amplitude", type=float, default=0.3, help="relative thickness variation of the profile")
     ap.add_argument("--seed", type=int, default=0)
@@ -491,9 +546,18 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny datasets for a smoke run (run files tagged _quick)")
     ap.add_argument("--report", action="store_true", help="after running, print the table, append to RESULTS.md, plot")
     ap.add_argument("--report-only", action="store_true", help="only report existing run files")
+    ap.add_argument("--summary", action="store_true", help="append the Table 1 summary (all table1* runs) to RESULTS.md")
     ap.add_argument("--note", default="", help="text appended under the table in RESULTS.md")
     args = ap.parse_args(argv)
+    if args.summary:
+        args.study = args.study or "table1"
+    elif args.study is None:
+        ap.error("--study is required (or --summary)")
     torch.set_num_threads(args.threads)
+    for name in SCALES:
+        for kv in (args.set.split(",") if args.set else []):
+            k, v = kv.split("=")
+            SCALE_OVERRIDES.setdefault(name, {})[k] = float(v) if k != "adp" else v
     if args.lrs:
         LR_PRESETS[args.lr_preset] = dict(LR_PRESETS[args.lr_preset], lrs=dict(
             LR_PRESETS[args.lr_preset]["lrs"], **{k: float(v) for k, v in (kv.split("=") for kv in args.lrs.split(","))}))
@@ -508,7 +572,7 @@ def main(argv=None) -> int:
     structures = args.structures or defaults["structures"]
     models = args.models or defaults["models"]
     deltas = args.delta or defaults["delta"]
-    if not args.report_only:
+    if not args.report_only and not args.summary:
         for name in structures:
             for delta in deltas:
                 kw = {}
@@ -519,6 +583,13 @@ def main(argv=None) -> int:
                 if args.study == "optimizers":
                     kw["optimizers"] = ("adam", "lbfgs")
                 run_structure(name, args, study=args.study, delta=delta, models=models, tag_extra=args.tag, **kw)
+    if args.summary:
+        table = summary_table()
+        print(table)
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        atomic_write_text(RESULTS, RESULTS.read_text() + f"\n## Table 1 summary vs the paper — {stamp}\n\n"
+                          f"commit {git_revision()}; all runs 200 epochs from 0.2 Å starts.\n\n{table}\n")
+        return 0
     if args.report or args.report_only:
         report(args.study + args.tag, args, note=args.note)
     return 0
