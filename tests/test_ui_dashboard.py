@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import _thread
 import shutil
+import signal
 import threading
 import time
 
@@ -247,6 +248,16 @@ def test_png_export_with_kaleido(dashboard_factory, tmp_path):
 
 
 def test_run_blocking_interrupt_stops_and_returns_partial_result(dashboard_factory):
+    # A process started in the background by a non-interactive shell (as CI runners do) inherits
+    # SIGINT ignored, and then interrupt_main() does nothing; a kernel installs Python's handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupted_run_blocking(dashboard_factory)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted_run_blocking(dashboard_factory):
     job = SimulatedJob(n_epochs=1000, epoch_seconds=0.01)
     d = dashboard_factory(job)
     timer = threading.Timer(0.3, _thread.interrupt_main)
