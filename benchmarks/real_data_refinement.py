@@ -107,6 +107,8 @@ def plot_runs(runs: list[dict], stem: str) -> list[Path]:
     for run in runs:
         angle = np.asarray(run["angle"])
         order = np.argsort(angle)
+        before = np.asarray(run["preparation"].get("frame_wr_before") or np.ones_like(angle))
+        order = order[before[order] > 0]  # frames without reflections carry no information
         line, = axes[0].plot(angle[order], np.asarray(run["thickness"])[order], label=f"{run['label']}: refined")
         if run["preparation"].get("thickness_per_frame_A"):
             axes[0].plot(angle[order], np.asarray(run["preparation"]["thickness_per_frame_A"])[order], ".",
@@ -128,17 +130,23 @@ def plot_runs(runs: list[dict], stem: str) -> list[Path]:
     return paths
 
 
+def prep_seconds(run: dict) -> str:
+    seconds = run["preparation"].get("seconds", float("nan"))
+    return "cached" if seconds < 2 else f"{seconds:.0f}"
+
+
 def table(runs: list[dict]) -> str:
-    head = ("| structure / data | R_obs % | wR_all % | N_obs | N_all | start R_obs % | start wR_all % | best epoch "
+    head = ("| structure / data | options beyond the defaults | R_obs % | wR_all % | N_obs | N_all | start R_obs % | start wR_all % | best epoch "
             "| mean t (Å) | samples/frame | beams/frame | preparation s | s/epoch (median) | refinement s | load before → after |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for r in runs:
         rep, h, s = r["report"], r["history"], r["settings"]
-        rows.append(f"| {r['label']} | {100 * rep['R_obs']:.2f} | {100 * rep['wR_all']:.2f} | {rep['N_obs']} | {rep['N_all']} "
+        options = " ".join(r["argv"][6:]) or "none"
+        rows.append(f"| {r['label']} | {options} | {100 * rep['R_obs']:.2f} | {100 * rep['wR_all']:.2f} | {rep['N_obs']} | {rep['N_all']} "
                     f"| {100 * h['R_obs'][0]:.2f} | {100 * h['wR_all'][0]:.2f} | {r['best_epoch']} of {r['epochs']} "
                     f"| {np.mean(r['thickness']):.0f} | {s['samples_per_frame']} | {s['beams_per_frame_mean']:.0f} "
-                    f"| {r['preparation'].get('seconds', float('nan')):.0f} | {r['epoch_s_median']:.2f} | {r['refine_s']:.0f} "
+                    f"| {prep_seconds(r)} | {r['epoch_s_median']:.2f} | {r['refine_s']:.0f} "
                     f"| {r['load_before']} → {r['load_after']} |")
     return head + "\n" + "\n".join(rows)
 
@@ -178,7 +186,7 @@ def main(argv=None) -> None:
     if not args.no_record:
         first = runs[0]["settings"]
         record_results("Real data: Tables 2 and 3 (edwidgets refine, default settings)", text,
-                       f"`edwidgets refine` defaults{' + ' + ' '.join(extra) if extra else ''}: g_max = resolution "
+                       f"`edwidgets refine` defaults (options per row): g_max = resolution "
                        f"{first['g_max']} Å⁻¹, sg_max {first['sg_max']}, selection (R_Sg, D_Sg) = {tuple(first['selection_RSg_DSg'])}, "
                        f"thickness model {first['thickness_model']}, {first['dtype']}, Adam lr {first['lr']} "
                        f"{first['lr_groups'] or ''}, refined: positions, ADPs, thickness (per-frame scales closed form), "
