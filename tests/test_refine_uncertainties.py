@@ -50,7 +50,7 @@ def test_su_match_scipy_least_squares_covariance(problem):
     cov = np.linalg.inv(fit.jac.T @ fit.jac) * (2 * fit.cost) / (n - p)
     su_scipy = np.sqrt(np.diag(cov))
     set_params(fit.x)
-    su = standard_uncertainties(objective)
+    su = standard_uncertainties(objective, jacobian="autograd")
     assert su.n_params == p and su.n_obs == n
     assert not su.singular_directions
     np.testing.assert_allclose(su.su, su_scipy, rtol=0.05)
@@ -61,6 +61,24 @@ def test_su_match_scipy_least_squares_covariance(problem):
     # isotropic U = v²: σ(U) = 2 v σ(v)
     v = asu.adp.detach().numpy()
     np.testing.assert_allclose(su.site_u_iso_su, 2 * np.abs(v) * su.su[n_pos:], rtol=1e-8)
+
+
+def test_central_difference_jacobian_matches_autograd_rows(problem):
+    """The cheap Jacobian used on large data equals the exact reverse-mode one (float64)."""
+    from edwidgets.refine.uncertainties import _jacobian_central, _jacobian_rows
+
+    objective = problem
+    inputs = [objective.model.asu.positions, objective.model.asu.adp]
+    exact = _jacobian_rows(objective.evaluate().i_calc, inputs)
+    central = _jacobian_central(lambda: objective.evaluate().i_calc, inputs)
+    scale = exact.abs().max()
+    assert scale > 0
+    np.testing.assert_allclose(central.numpy(), exact.numpy(), atol=1e-6 * float(scale), rtol=1e-5)
+    auto = standard_uncertainties(objective, jacobian="central")
+    ref = standard_uncertainties(objective, jacobian="autograd")
+    np.testing.assert_allclose(auto.su, ref.su, rtol=1e-4)
+    with pytest.raises(Exception, match="jacobian"):
+        standard_uncertainties(objective, jacobian="forward")
 
 
 def test_singular_direction_reported(problem):

@@ -159,8 +159,8 @@ class ForwardModel:
         self.hkl = data[["h", "k", "l"]].to_numpy(np.int64)
         self.frame_index = torch.as_tensor(data["frame"].to_numpy(copy=True), device=self.device)
         self.observations: Observations = prepare_observations(
-            torch.as_tensor(data["I"].to_numpy(), dtype=self.dtype, device=self.device),
-            torch.as_tensor(data["sigma"].to_numpy(), dtype=self.dtype, device=self.device),
+            torch.as_tensor(data["I"].to_numpy(copy=True), dtype=self.dtype, device=self.device),
+            torch.as_tensor(data["sigma"].to_numpy(copy=True), dtype=self.dtype, device=self.device),
             frame_index=self.frame_index,
             n_frames=exp.n_frames,
         )
