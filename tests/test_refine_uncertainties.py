@@ -97,6 +97,7 @@ def test_singular_direction_reported(problem):
 
 
 @pytest.mark.parametrize("value,su,text", [(0.12345, 0.00023, "0.1235(2)"), (0.12345, 0.00017, "0.12345(17)"), (0.12345, 0.0012, "0.1235(12)"),
-                                           (0.5, 0.03, "0.50(3)"), (1.0, None, "1.0"), (0.25, 0.0, "0.25")])
+                                           (0.5, 0.03, "0.50(3)"), (1.0, None, "1.0"), (0.25, 0.0, "0.25"),
+                                           (1.0, 3e-20, "1.0"), (0.5, 2e-8, "0.50000000(2)")])
 def test_format_with_su(value, su, text):
     assert format_with_su(value, su) == text

@@ -16,7 +16,8 @@ from ..io_utils import atomic_write_text
 
 def format_with_su(value: float, su: float | None, max_decimals: int = 6) -> str:
     """CIF notation value(su): the s.u. rounded to 1–2 significant digits (2 when it starts with 1)."""
-    if su is None or not math.isfinite(su) or su <= 0:
+    if su is None or not math.isfinite(su) or su < 0.5 * 10.0 ** -(max_decimals + 2):
+        # no s.u., or one below the last printed digit (rounding noise on a symmetry-fixed value)
         return repr(float(value)) if value != 0 else "0"
     exponent = math.floor(math.log10(su))
     digits = 2 if su / 10**exponent < 2.0 else 1
