@@ -29,7 +29,8 @@ def machine_description() -> str:
 
 def git_revision() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=RESULTS.parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

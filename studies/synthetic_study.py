@@ -29,9 +29,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -49,6 +46,8 @@ from edwidgets.refine.job import RefinementJob
 from edwidgets.refine.model import RefinementModel, make_thickness_model
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "benchmarks"))
+from _record import git_revision, machine_description  # noqa: E402  (one description for benchmarks and studies)
 RUNS = HERE / "runs"
 FIGURES = HERE / "figures"
 RESULTS = HERE / "RESULTS.md"
@@ -303,26 +302,6 @@ def time_to_threshold(rec: dict, threshold: float) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- reporting
-def machine_description() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores (shared), torch {torch.__version__}, Python {platform.python_version()}"
-
-
-def git_revision() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=HERE).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def load_runs(study: str, quick: bool = False) -> list[dict]:
     out = []
     for p in sorted((RUNS / study).glob("*.json")):

@@ -26,13 +26,7 @@ def score(forward: ForwardModel, thickness, rotations=None):
     return residual_report(apply_frame_scales(i_calc, k, forward.frame_index), forward.observations)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Batches of small eigendecompositions run faster on one thread than on two shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
