@@ -14,17 +14,28 @@ from edwidgets.refine.results import format_with_su
 from edwidgets.refine.uncertainties import standard_uncertainties
 
 
-@pytest.fixture(scope="module")
-def problem():
+def build_problem(dtype=torch.float64):
     truth = demo_crystal()
     exp, _ = synthetic_rotation_experiment(truth, 5, thickness=350.0, g_max=1.2, sg_centre=0.015,
                                            i_max=2e3, noise=True, seed=11)
     iso = truth.perturbed(0.0, seed=0, u_scale=1.0, isotropic=True)
-    forward = ForwardModel(exp, iso, g_max=1.2, sg_max=0.015, n_samples=3, selection=None)
+    forward = ForwardModel(exp, iso, g_max=1.2, sg_max=0.015, n_samples=3, selection=None, dtype=dtype)
     model = RefinementModel(iso, exp.frame_angle_deg, anisotropic=False,
-                            thickness_model=make_thickness_model("constant", exp.frame_angle_deg, 350.0),
-                            refine={"thickness": False})
+                            thickness_model=make_thickness_model("constant", exp.frame_angle_deg, 350.0, dtype=dtype),
+                            refine={"thickness": False}, dtype=dtype)
     return Objective(forward, model)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return build_problem()
+
+
+def test_float32_central_difference_su_close_to_float64(problem):
+    """The float32 refinement option gets usable s.u. (its own step size), not rounding noise."""
+    ref = standard_uncertainties(problem, jacobian="autograd")
+    single = standard_uncertainties(build_problem(torch.float32), jacobian="central")
+    np.testing.assert_allclose(single.su, ref.su, rtol=0.05)
 
 
 def test_su_match_scipy_least_squares_covariance(problem):

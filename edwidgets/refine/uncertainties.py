@@ -88,17 +88,20 @@ def _jacobian_rows(outputs: torch.Tensor, inputs: list[torch.Tensor], chunk: int
     return jac
 
 
-#: central-difference step for the Jacobian (parameters are Å displacements and √U / Cholesky factors in Å)
-FD_STEP = 1e-5
+#: central-difference steps for the Jacobian by dtype (parameters are Å displacements and √U /
+#: Cholesky factors in Å); ~ε^(1/3) balances truncation O(h²) against rounding O(ε/h)
+FD_STEP = {torch.float64: 1e-5, torch.float32: 2e-3}
 
 
-def _jacobian_central(evaluate, inputs: list[torch.Tensor], step: float = FD_STEP) -> torch.Tensor:
+def _jacobian_central(evaluate, inputs: list[torch.Tensor], step: float | None = None) -> torch.Tensor:
     """[n_out, Σ numel(inputs)] by central differences: two forward passes per parameter, no backward.
 
     Reverse mode needs one backward pass per reflection (thousands on real data, as the eigen
     propagation has no batched backward), so beyond a few hundred reflections this is far cheaper;
-    in float64 its error, O(step²) + O(ε/step), is ~1e-10 relative, far below any s.u.
+    its error, O(step²) + O(ε/step), is ~1e-10 relative in float64 and ~1e-4 in float32.
     """
+    if step is None:
+        step = FD_STEP.get(inputs[0].dtype, 1e-5)
     columns = []
     with torch.no_grad():
         for p in inputs:
