@@ -127,22 +127,24 @@ def lab_server(tmp_path_factory):
     shutil.copy(root / "lab.log", ARTIFACTS / "lab.log")
 
 
-def _nonblank_fraction(png: bytes, background=(255, 255, 255), tolerance: int = 24) -> float:
-    """Share of pixels that differ from the background colour."""
+def _rgb_pixels(png: bytes) -> list[tuple[int, int, int]]:
     from PIL import Image
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
-    pixels = list(image.getdata())
+    flat = getattr(image, "get_flattened_data", image.getdata)  # getdata is deprecated in Pillow ≥ 12.1
+    return list(flat())
+
+
+def _nonblank_fraction(png: bytes, background=(255, 255, 255), tolerance: int = 24) -> float:
+    """Share of pixels that differ from the background colour."""
+    pixels = _rgb_pixels(png)
     far = sum(1 for p in pixels if max(abs(p[i] - background[i]) for i in range(3)) > tolerance)
     return far / max(len(pixels), 1)
 
 
 def _colourful_fraction(png: bytes, min_saturation: int = 60) -> float:
     """Share of clearly coloured (not grey) pixels: markers and atoms, not axes and text."""
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    pixels = list(image.getdata())
+    pixels = _rgb_pixels(png)
     coloured = sum(1 for r, g, b in pixels if max(r, g, b) - min(r, g, b) > min_saturation)
     return coloured / max(len(pixels), 1)
 
@@ -170,11 +172,27 @@ def test_dashboard_in_jupyterlab(lab_server):
             browser.close()
 
 
+PROMPT_JS = """(i) => {
+    const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+    const prompt = cell && cell.querySelector('.jp-InputArea-prompt');
+    return prompt ? prompt.textContent : '';
+}"""
+
+
 def _run_cell(page, index: int, timeout_s: float = 60) -> None:
-    """Execute cell ``index`` through JupyterLab's commands; wait until it shows an execution count."""
-    # like a user: select the cell by its prompt (command mode) and press Shift+Enter
-    page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-InputPrompt").click()
-    page.keyboard.press("Shift+Enter")
+    """Execute cell ``index`` like a user; wait until it shows an execution count."""
+    # select the cell by its prompt (command mode) and press Shift+Enter. Right after the kernel
+    # first reports idle, JupyterLab can still drop the request (seen on a loaded 2-core machine:
+    # the selection moved on, the cell stayed "[ ]"), so press again while it is still unqueued.
+    for _attempt in range(3):
+        page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-InputPrompt").click()
+        page.keyboard.press("Shift+Enter")
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and "[ ]" in page.evaluate(PROMPT_JS, index).replace("[]", "[ ]"):
+            time.sleep(0.25)
+        if "[ ]" not in page.evaluate(PROMPT_JS, index).replace("[]", "[ ]"):
+            break
+        _step(f"cell {index} was not queued; pressing Shift+Enter again")
     page.wait_for_function(
         """(i) => {
             const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
