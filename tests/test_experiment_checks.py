@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from edwidgets.crystal import Crystal
 from edwidgets.errors import EdwidgetsError, ExperimentError, InputFileError
@@ -129,5 +130,9 @@ def test_preparation_cache_and_progress(dataset_file, tmp_path):
     # other settings → another cache entry
     prepare(forward, grid=grid, cache_dir=tmp_path, refine_orientation=False)
     assert len(list(tmp_path.glob("prep-*.npz"))) == 2
+    # another precision → another cache entry (a float64 result is not reused for float32)
+    single = ForwardModel(dataset.experiment, dataset.truth, g_max=1.2, n_samples=4, selection=None, dtype=torch.float32)
+    prepare(single, grid=grid, cache_dir=tmp_path, refine_orientation=False)
+    assert len(list(tmp_path.glob("prep-*.npz"))) == 3
     loaded = PreparationResult.load(cached[0])
     np.testing.assert_array_equal(loaded.rotations, first.rotations)

@@ -243,10 +243,12 @@ def preparation_key(forward: ForwardModel, settings: dict) -> str:
     exp = forward.experiment
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(exp.orientations).tobytes())
+    digest.update(np.ascontiguousarray(exp.half_width_deg, dtype=float).tobytes())
+    digest.update(np.ascontiguousarray(forward.rows_in_data, dtype=np.int64).tobytes())  # the scored reflections
     digest.update(exp.reflections[["h", "k", "l", "I", "sigma", "frame"]].to_numpy(float).tobytes())
     digest.update(forward.crystal.to_cif_string().encode())
     digest.update(json.dumps([forward.g_max, forward.sg_max, forward.resolution, forward.n_samples, forward.selection,
-                              forward.absorption, settings], sort_keys=True, default=str).encode())
+                              forward.absorption, exp.voltage_kv, str(forward.dtype), settings], sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
 
 
