@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
