@@ -8,14 +8,13 @@ gathered through cached index tensors.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..errors import ExperimentError
-from ..physics.beams import BeamSet, excitation_errors, reciprocal_points_within, rotation_matrix
+from ..physics.beams import BeamSet, excitation_errors, reciprocal_points_within
 from ..physics.bloch import coupling_potentials, propagate, structure_matrix, thickness_to_tau
 from ..physics.constants import potential_prefactor
 from ..simulation import ScatteringModel
@@ -178,12 +177,11 @@ class ForwardModel:
         f = self.model.structure_factors(self.coupling_hkl, atoms)
         return coupling_potentials(f, self.prefactor, self.zero_coupling, self.absorption)
 
-    def frame_intensities(self, plan: FramePlan, couplings: torch.Tensor, thickness: torch.Tensor,
-                          rotation: torch.Tensor | None = None) -> torch.Tensor:
-        """Sample-averaged intensities [T, n_rows] of one frame's reflections.
+    def frame_structure_matrices(self, plan: FramePlan, couplings: torch.Tensor,
+                                 rotation: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Structure matrices [S, N, N] of one frame's orientation samples and K_n [S] (normal along the beam).
 
-        thickness [T] (Å, along the beam); rotation: optional extra crystal rotation [3, 3] applied
-        before the frame orientation (orientation refinement).
+        rotation: optional extra crystal rotation [3, 3] applied before the frame orientation.
         """
         orientations = plan.sample_orientations
         if rotation is not None:
@@ -192,7 +190,16 @@ class ForwardModel:
         g_lab = torch.einsum("sij,jk,mk->smi", orientations, self.model.reciprocal_basis, hkl)
         s = excitation_errors(g_lab, self.k)
         k_normal = torch.full((len(orientations),), self.k, dtype=self.dtype, device=self.device)
-        a = structure_matrix(couplings, plan.coupling_index, s, g_lab[..., 2], k_normal, self.k)
+        return structure_matrix(couplings, plan.coupling_index, s, g_lab[..., 2], k_normal, self.k), k_normal
+
+    def frame_intensities(self, plan: FramePlan, couplings: torch.Tensor, thickness: torch.Tensor,
+                          rotation: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample-averaged intensities [T, n_rows] of one frame's reflections.
+
+        thickness [T] (Å, along the beam); rotation: optional extra crystal rotation [3, 3] applied
+        before the frame orientation (orientation refinement).
+        """
+        a, k_normal = self.frame_structure_matrices(plan, couplings, rotation)
         phi = propagate(a, thickness_to_tau(thickness.reshape(-1), k_normal), self.method)
         intensity = (phi.real**2 + phi.imag**2).mean(0)  # average over samples → [T, N]
         return intensity[:, plan.beam_of_row]
@@ -204,15 +211,8 @@ class ForwardModel:
         :meth:`intensities_from_eigen` it gives the frame's intensities at any number of thicknesses
         for the price of one decomposition.
         """
-        orientations = plan.sample_orientations
-        if rotation is not None:
-            orientations = orientations @ rotation
         with torch.no_grad():
-            hkl = torch.as_tensor(plan.beams.hkl, dtype=self.dtype, device=self.device)
-            g_lab = torch.einsum("sij,jk,mk->smi", orientations, self.model.reciprocal_basis, hkl)
-            s = excitation_errors(g_lab, self.k)
-            k_normal = torch.full((len(orientations),), self.k, dtype=self.dtype, device=self.device)
-            a = structure_matrix(couplings, plan.coupling_index, s, g_lab[..., 2], k_normal, self.k)
+            a, k_normal = self.frame_structure_matrices(plan, couplings, rotation)
             lam, vec = torch.linalg.eigh(a)
         return lam, vec, k_normal
 
