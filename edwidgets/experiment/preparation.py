@@ -102,16 +102,15 @@ def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor |
     coarse = np.unique(np.r_[np.arange(0, n_grid, coarse_stride), n_grid - 1])
 
     def evaluate(plan, eigen, index):
-        index = np.asarray(sorted(set(int(i) for i in index) - set(evaluated[plan.frame])), dtype=int)
+        index = np.unique(index)
+        index = index[torch.isinf(nums[plan.frame, torch.as_tensor(index)]).numpy()]  # +inf: not yet evaluated
         if index.size == 0:
             return
         # in chunks: bounded memory ([S, chunk, N] phases) whatever the grid length
         parts = [forward.intensities_from_eigen(plan, eigen, t[index[i:i + 256]]) for i in range(0, index.size, 256)]
         num, dens[plan.frame] = _frame_wr_terms(forward, plan, torch.cat(parts))
         nums[plan.frame, torch.as_tensor(index)] = num
-        evaluated[plan.frame].update(index.tolist())
 
-    evaluated: dict[int, set] = {p.frame: set() for p in forward.plans}
     eigens = {}
     plans = [p for p in forward.plans if len(p.rows)]
     iterator = plans if progress is None else progress(plans, desc="thickness search", leave=False)
