@@ -15,7 +15,7 @@ from edwidgets.errors import EdwidgetsError, ExperimentError, InputFileError
 from edwidgets.experiment.forward import ForwardModel
 from edwidgets.experiment.pets import EmptyFramesWarning, read_pets, write_pets
 from edwidgets.experiment.pets_experiment import experiment_from_pets
-from edwidgets.experiment.preparation import PreparationResult, prepare, thickness_grid
+from edwidgets.experiment.preparation import PreparationResult, prepare, thickness_grid, thickness_search
 from edwidgets.experiment.synthetic import make_synthetic_dataset
 
 SMALL = dict(angle_range=(-6.0, 6.0), step_deg=3.0, half_width_deg=1.5, resolution=1.2, n_samples=4,
@@ -136,3 +136,15 @@ def test_preparation_cache_and_progress(dataset_file, tmp_path):
     assert len(list(tmp_path.glob("prep-*.npz"))) == 3
     loaded = PreparationResult.load(cached[0])
     np.testing.assert_array_equal(loaded.rotations, first.rotations)
+
+
+def test_two_level_thickness_search_finds_the_full_grid_optimum(dataset_file):
+    dataset, _ = dataset_file
+    forward = ForwardModel(dataset.experiment, dataset.truth, g_max=1.2, n_samples=4, selection=None)
+    grid = thickness_grid(100.0, 1100.0, 2.0)  # 501 points: the default search goes coarse then fine
+    full = thickness_search(forward, grid, coarse_stride=1)
+    fast = thickness_search(forward, grid)
+    assert np.isinf(fast.curve).any()  # the fast search really skipped grid points
+    np.testing.assert_array_equal(fast.per_frame, full.per_frame)
+    np.testing.assert_allclose(fast.per_frame_wr, full.per_frame_wr, rtol=1e-12)
+    assert fast.global_thickness == full.global_thickness
