@@ -42,6 +42,21 @@ class AtomRecord:
     u_iso_su: float | None = None
 
 
+def atom_records(crystal, su=None) -> tuple[AtomRecord, ...]:
+    """The asymmetric-unit sites of a :class:`edwidgets.crystal.Crystal` as the UI shows them;
+    ``su`` (an :class:`~edwidgets.refine.uncertainties.Uncertainties`) adds their s.u."""
+    out = []
+    for i, s in enumerate(crystal.sites):
+        frac_su = u_su = None
+        if su is not None:
+            frac_su = tuple(float(v) for v in su.site_frac_su[i])
+            u_su = float(su.site_u_iso_su[i])
+        out.append(AtomRecord(label=s.label, element=s.element, frac=tuple(float(v) for v in s.frac),
+                              u_iso=float(s.u_iso), u_aniso=None if s.u_aniso is None else tuple(float(v) for v in s.u_aniso),
+                              frac_su=frac_su, u_iso_su=u_su))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """State of a refinement after one epoch.

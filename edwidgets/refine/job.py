@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..io_utils import atomic_write_bytes
-from .events import AtomRecord, FramePattern, JobState, Snapshot, SnapshotBroadcaster
+from .events import FramePattern, JobState, Snapshot, SnapshotBroadcaster, atom_records
 from .model import PARAMETER_GROUPS, RefinementError, RefinementModel
 from .objective import Evaluation, Objective
 
@@ -335,7 +335,7 @@ class RefinementJob(SnapshotBroadcaster):
     def _step(self) -> dict:
         model, opt = self.model, self.optimizer
         before = model.group_vectors()
-        atoms = self._atom_records(model.refined_crystal())
+        atoms = atom_records(model.refined_crystal())
         if self.optimizer_name == "lbfgs":
             evaluations: list[Evaluation] = []
 
@@ -393,18 +393,6 @@ class RefinementJob(SnapshotBroadcaster):
             self.model.load_state_dict(current)
 
     # ------------------------------------------------------------------ snapshots
-    def _atom_records(self, crystal, su=None) -> tuple[AtomRecord, ...]:
-        out = []
-        for i, s in enumerate(crystal.sites):
-            frac_su = u_su = None
-            if su is not None:
-                frac_su = tuple(float(v) for v in su.site_frac_su[i])
-                u_su = float(su.site_u_iso_su[i])
-            out.append(AtomRecord(label=s.label, element=s.element, frac=tuple(float(v) for v in s.frac),
-                                  u_iso=float(s.u_iso), u_aniso=None if s.u_aniso is None else tuple(float(v) for v in s.u_aniso),
-                                  frac_su=frac_su, u_iso_su=u_su))
-        return tuple(out)
-
     def _snapshot(self, state: JobState, *, seconds_per_epoch: float = float("nan"), atoms=None,
                   max_shift=None, message: str | None = None, error: str | None = None) -> Snapshot:
         exp = self.forward.experiment
@@ -412,9 +400,9 @@ class RefinementJob(SnapshotBroadcaster):
         n_frames = exp.n_frames
         if atoms is None:
             if state in (JobState.FINISHED, JobState.STOPPED) and self.best is not None:
-                atoms = self._atom_records(self.best_crystal(), self.uncertainties)
+                atoms = atom_records(self.best_crystal(), self.uncertainties)
             else:
-                atoms = self._atom_records(self.model.refined_crystal())
+                atoms = atom_records(self.model.refined_crystal())
         obs = self.objective.obs
         report = last["report"] if last else {"wR_all": float("nan"), "R_obs": float("nan"),
                                               "N_obs": obs.n_obs, "N_all": obs.n_all}

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edwidgets.errors import EdwidgetsError
-from edwidgets.refine.events import AtomRecord, Snapshot
+from edwidgets.refine.events import AtomRecord, Snapshot, atom_records
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,6 @@ def as_reference(value: Any, label: str) -> ReferenceModel | None:
         )
     raise EdwidgetsError(
         f"{label} reference must be a ReferenceModel, Snapshot or mapping, not {type(value).__name__}"
-    )
-
-
-def atom_records(crystal: Any) -> tuple[AtomRecord, ...]:
-    """The asymmetric-unit sites of an :class:`edwidgets.crystal.Crystal` as the UI shows them."""
-    return tuple(
-        AtomRecord(label=s.label, element=s.element, frac=tuple(float(v) for v in s.frac), u_iso=float(s.u_iso),
-                   u_aniso=None if s.u_aniso is None else tuple(float(v) for v in s.u_aniso))
-        for s in crystal.sites
     )
 
 
