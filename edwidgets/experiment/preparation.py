@@ -141,6 +141,8 @@ def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor |
 #: orientation much better than the frame width, and an unbounded simplex wandered 3.6° on one
 #: quartz frame (overfitting its intensities); PETS2 orientations are good to a few tenths of a degree.
 DEFAULT_MAX_ANGLE_DEG = 0.5
+#: Nelder–Mead evaluations per frame (the budget of the real-quartz results in benchmarks/RESULTS.md).
+DEFAULT_ORIENTATION_EVALUATIONS = 120
 
 
 def rotation_angle_deg(rotation: np.ndarray) -> float:
@@ -149,7 +151,7 @@ def rotation_angle_deg(rotation: np.ndarray) -> float:
 
 
 def refine_frame_orientation(forward: ForwardModel, frame: int, thickness: float, *, method: str = "nelder-mead",
-                             start_step_deg: float = 0.1, max_evaluations: int = 120,
+                             start_step_deg: float = 0.1, max_evaluations: int = DEFAULT_ORIENTATION_EVALUATIONS,
                              max_angle_deg: float | None = DEFAULT_MAX_ANGLE_DEG) -> tuple[np.ndarray, float, float]:
     """Best small rotation (3x3, crystal frame) of one frame; returns (rotation, wR before, wR after).
 
@@ -253,7 +255,7 @@ def preparation_key(forward: ForwardModel, settings: dict) -> str:
 
 def prepare(forward: ForwardModel, *, refine_orientation: bool = True, method: str = "nelder-mead", grid=None,
             cache_dir=None, progress=None, frames=None, max_angle_deg: float | None = DEFAULT_MAX_ANGLE_DEG,
-            max_evaluations: int = 120) -> PreparationResult:
+            max_evaluations: int = DEFAULT_ORIENTATION_EVALUATIONS) -> PreparationResult:
     """Thickness search, per-frame orientation refinement, then a second thickness search.
 
     With ``cache_dir`` the result is stored under a hash of data, structure and settings and

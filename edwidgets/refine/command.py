@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import EdwidgetsError
-from ..experiment.preparation import DEFAULT_MAX_ANGLE_DEG, rotation_angle_deg
+from ..experiment.preparation import DEFAULT_MAX_ANGLE_DEG, DEFAULT_ORIENTATION_EVALUATIONS, rotation_angle_deg
 
 #: Defaults of ``edwidgets refine`` (justified in benchmarks/RESULTS.md, real-quartz refinement):
 #: the paper's quartz resolution, Klar et al.'s selection as used by the authors' code, samples per
@@ -19,7 +19,6 @@ DEFAULT_G_MAX = 1.6
 DEFAULT_SELECTION = (0.9, 0.0015)
 DEFAULT_THICKNESS_HINT = 600.0
 MAX_AUTO_SAMPLES = 48
-DEFAULT_ORIENTATION_EVALUATIONS = 120
 SMALL_PROBLEM_BEAMS = 150
 BOUNDED_THICKNESS_MODELS = ("nn", "nn-quadratic")
 DEFAULT_THICKNESS_MODEL = "per-frame"
