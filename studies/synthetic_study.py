@@ -39,6 +39,7 @@ import torch
 
 from edwidgets.crystal import Site, adp_frobenius, asu_rmsd, load_structure
 from edwidgets.experiment.forward import ForwardModel
+from edwidgets.experiment.preparation import thickness_search
 from edwidgets.experiment.synthetic import make_synthetic_dataset
 from edwidgets.io_utils import atomic_write_text
 from edwidgets.refine.events import JobState
@@ -109,27 +110,16 @@ def build_dataset(name: str, *, profile: str, dynamic_range: float, seed: int, q
 
 
 def grid_search(forward, crystal, grid=GRID_A) -> tuple[np.ndarray, np.ndarray]:
-    """Best constant thickness of every frame on ``grid`` (per-frame wR_all with its closed-form
-    scale), one eigendecomposition per frame for the whole grid. Returns (t_best, wR_best)."""
-    obs = forward.observations
-    n = forward.experiment.n_frames
-    best, best_wr = np.full(n, np.nan), np.full(n, np.nan)
-    grid_t = torch.as_tensor(grid, dtype=forward.dtype)
+    """Best constant thickness of every frame on the whole ``grid`` (per-frame wR_all with its
+    closed-form scale) for ``crystal``, by the preparation's search. Returns (t_best, wR_best);
+    frames without reflections get the mean thickness and wR NaN."""
     with torch.no_grad():
-        couplings = forward.couplings(crystal.expand())
-        for plan in forward.plans:
-            if len(plan.rows) == 0:
-                continue
-            i_c = forward.frame_intensities(plan, couplings, grid_t)  # [T, rows]
-            w2 = obs.weight[plan.rows] ** 2
-            i_o = obs.i_obs[plan.rows]
-            k = (w2 * i_o * i_c).sum(1) / (w2 * i_c**2).sum(1).clamp_min(1e-300)
-            wr = torch.sqrt((w2 * (i_o - k[:, None] * i_c) ** 2).sum(1) / (w2 * i_o**2).sum())
-            j = int(torch.argmin(wr))
-            best[plan.frame], best_wr[plan.frame] = float(grid[j]), float(wr[j])
-    missing = np.isnan(best)
+        search = thickness_search(forward, grid, coarse_stride=1, couplings=forward.couplings(crystal.expand()))
+    best, best_wr = search.per_frame.astype(float), search.per_frame_wr.astype(float)
+    missing = np.array([len(p.rows) == 0 for p in forward.plans])
     if missing.any():  # frames without reflections: borrow the mean
-        best[missing] = np.nanmean(best)
+        best_wr[missing] = np.nan
+        best[missing] = np.mean(best[~missing])
     return best, best_wr
 
 

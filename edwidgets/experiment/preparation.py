@@ -80,8 +80,10 @@ COARSE_SPACING_A = 10.0
 
 
 def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor | None = None, progress=None,
-                     coarse_stride: int | None = None) -> ThicknessSearch:
+                     coarse_stride: int | None = None, couplings: torch.Tensor | None = None) -> ThicknessSearch:
     """Grid search of the thickness, per frame and for the whole dataset (closed-form scales).
+
+    ``couplings`` (``forward.couplings(atoms)``) scores another structure than the forward model's.
 
     Two levels: every ``coarse_stride``-th grid point first (default: about 10 Å apart), then every
     grid point within one coarse step of each frame's best and of the dataset's best. One
@@ -95,7 +97,7 @@ def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor |
         coarse_stride = max(1, int(round(COARSE_SPACING_A / step))) if n_grid > 100 else 1
     coarse_stride = int(coarse_stride)
     t = torch.as_tensor(grid, dtype=forward.dtype)
-    couplings = _couplings(forward)
+    couplings = _couplings(forward) if couplings is None else couplings.detach()
     n_frames = forward.experiment.n_frames
     nums = torch.full((n_frames, n_grid), math.inf, dtype=forward.dtype)
     dens = torch.zeros(n_frames, dtype=forward.dtype)
