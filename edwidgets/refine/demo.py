@@ -96,19 +96,16 @@ def smooth_profile(angles: np.ndarray, base: float = 600.0, amplitude: float = 1
 
 
 def grid_search_thickness(forward, crystal, grid) -> np.ndarray:
-    """Best constant thickness of each frame on a grid (wR_all per frame): a simple preparation step."""
-    from ..experiment.residuals import apply_frame_scales, frame_scales, wr_all
+    """Best constant thickness of each frame on a grid (wR_all per frame): a simple preparation step.
 
-    obs = forward.observations
-    atoms = crystal.expand()
-    best = np.full(forward.experiment.n_frames, np.nan)
-    best_wr = np.full(forward.experiment.n_frames, np.inf)
+    The preparation's full-grid search scored with ``crystal``; frames without reflections get NaN.
+    """
+    from ..experiment.preparation import thickness_search
+
     with torch.no_grad():
-        for t in grid:
-            i = forward.intensities(torch.full((forward.experiment.n_frames,), float(t), dtype=forward.dtype), atoms=atoms)
-            wr = wr_all(apply_frame_scales(i, frame_scales(i, obs), obs.frame_index), obs, per_frame=True).value.numpy()
-            better = wr < best_wr
-            best[better], best_wr[better] = float(t), wr[better]
+        search = thickness_search(forward, grid, coarse_stride=1, couplings=forward.couplings(crystal.expand()))
+    best = search.per_frame.astype(float)
+    best[[len(p.rows) == 0 for p in forward.plans]] = np.nan
     return best
 
 
