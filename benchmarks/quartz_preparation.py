@@ -29,7 +29,6 @@ from edwidgets.experiment.forward import ForwardModel  # noqa: E402
 from edwidgets.experiment.pets_experiment import experiment_from_pets  # noqa: E402
 from edwidgets.experiment.preparation import (  # noqa: E402
     PreparationResult, prepare, refine_frame_orientation, thickness_grid, thickness_search)
-from edwidgets.experiment.residuals import apply_frame_scales, frame_scales, residual_report  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -38,12 +37,6 @@ _WORKER_THICKNESS: np.ndarray | None = None
 _WORKER_EVALUATIONS = 120
 
 
-def score(forward: ForwardModel, thickness, rotations=None):
-    with torch.no_grad():
-        i_calc = forward.intensities(torch.as_tensor(thickness, dtype=forward.dtype),
-                                     rotations=None if rotations is None else torch.as_tensor(rotations, dtype=forward.dtype))
-    k = frame_scales(i_calc, forward.observations)
-    return residual_report(apply_frame_scales(i_calc, k, forward.frame_index), forward.observations)
 
 
 def _refine_one(frame: int):
@@ -89,13 +82,13 @@ def main(argv=None) -> None:
         start = time.perf_counter()
         forward = ForwardModel(experiment, crystal, g_max=1.6, resolution=1.6, sg_max=0.01, n_samples=args.samples,
                                selection=(0.9, 0.0015))
-        before = score(forward, args.start_thickness)
+        before = forward.report(args.start_thickness)
         if args.jobs == 1 and args.max_evaluations == 120:
             prep = prepare(forward, grid=grid)
         else:
             prep = prepare_parallel(forward, grid, args.jobs, args.max_evaluations)
-        after_global = score(forward, prep.global_thickness, prep.rotations)
-        after_frames = score(forward, prep.thickness, prep.rotations)
+        after_global = forward.report(prep.global_thickness, prep.rotations)
+        after_frames = forward.report(prep.thickness, prep.rotations)
         seconds = time.perf_counter() - start
         print(f"{label}: before {before}\n  after (global t = {prep.global_thickness:.0f} Å) {after_global}\n"
               f"  after (per-frame t) {after_frames}\n  {seconds:.0f} s", flush=True)

@@ -12,18 +12,11 @@ from edwidgets.experiment.forward import ForwardModel
 from edwidgets.experiment.pets_experiment import experiment_from_pets
 from edwidgets.experiment.preparation import (DEFAULT_MAX_ANGLE_DEG, prepare, refine_frame_orientation, rotation_angle_deg,
                                               thickness_grid)
-from edwidgets.experiment.residuals import apply_frame_scales, frame_scales, residual_report
 
 QUARTZ_SETTINGS = dict(g_max=1.6, resolution=1.6, sg_max=0.01, selection=(0.9, 0.0015))
 COARSE_GRID = thickness_grid(200.0, 1400.0, 20.0)
 
 
-def score(forward: ForwardModel, thickness, rotations=None):
-    with torch.no_grad():
-        i_calc = forward.intensities(torch.as_tensor(thickness, dtype=forward.dtype),
-                                     rotations=None if rotations is None else torch.as_tensor(rotations, dtype=forward.dtype))
-    k = frame_scales(i_calc, forward.observations)
-    return residual_report(apply_frame_scales(i_calc, k, forward.frame_index), forward.observations)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -61,9 +54,9 @@ def test_quartz_hand_and_preparation_cheap(quartz_subset):
     reports = {}
     for label, crystal in (("P3_2 21", published), ("P3_1 21", published.inverted())):
         forward = ForwardModel(experiment, crystal, n_samples=16, **QUARTZ_SETTINGS)
-        before = score(forward, 450.0)
+        before = forward.report(450.0)
         prep = prepare(forward, refine_orientation=False, grid=COARSE_GRID)
-        after = score(forward, prep.thickness)
+        after = forward.report(prep.thickness)
         reports[label] = (before, after, prep)
         print(f"\nquartz 20 frames, {label}: before (t = 450 Å) {before}\n  after thickness search "
               f"(global {prep.global_thickness:.0f} Å, per-frame median {np.median(prep.thickness):.0f} Å) {after}")
@@ -118,9 +111,9 @@ def test_quartz_full_preparation_both_hands(quartz):
     reports = {}
     for label, crystal in (("P3_2 21", published), ("P3_1 21", published.inverted())):
         forward = ForwardModel(experiment, crystal, n_samples=24, **QUARTZ_SETTINGS)
-        before = score(forward, 450.0)
+        before = forward.report(450.0)
         prep = prepare(forward, grid=thickness_grid(100.0, 2000.0, 10.0), frames=range(0, 99, 4))
-        after = score(forward, prep.thickness, prep.rotations)
+        after = forward.report(prep.thickness, prep.rotations)
         reports[label] = after
         print(f"\nquartz 99 frames, {label}: before {before}\n  after {after}")
         assert after.wr_all < before.wr_all and after.r_obs < before.r_obs
@@ -138,7 +131,7 @@ def test_glycine_is_read_and_scored(shared_data):
     assert abs(axis[2]) < 1e-6 and np.linalg.norm(axis) == pytest.approx(1.0)
     forward = ForwardModel(experiment, crystal, g_max=1.2, resolution=1.2, sg_max=0.01, n_samples=8, selection=(0.9, 0.0015))
     prep = prepare(forward, refine_orientation=False, grid=thickness_grid(100.0, 2000.0, 50.0))
-    report = score(forward, prep.global_thickness)
+    report = forward.report(prep.global_thickness)
     print(f"\nglycine ({experiment.n_frames} frames, {forward.n_reflections} scored, beams/frame mean "
           f"{forward.beam_counts().mean():.0f} max {forward.beam_counts().max()}), t = {prep.global_thickness:.0f} Å: {report}")
     assert np.isfinite([report.r_obs, report.wr_all, report.wr_f]).all()

@@ -19,7 +19,7 @@ from ..physics.bloch import coupling_potentials, propagate, structure_matrix, th
 from ..physics.constants import potential_prefactor
 from ..simulation import ScatteringModel
 from .frames import Experiment
-from .residuals import Observations, prepare_observations
+from .residuals import Observations, ResidualReport, apply_frame_scales, frame_scales, prepare_observations, residual_report
 from .selection import delta_s_g, select_reflections
 
 
@@ -230,6 +230,15 @@ class ForwardModel:
             rows = vec[:, plan.beam_of_row, :]  # [S, R, N]
             phi = torch.einsum("srn,stn->str", rows, coeff)
             return (phi.real**2 + phi.imag**2).mean(0)
+
+    def report(self, thickness, rotations=None, atoms=None) -> ResidualReport:
+        """R_obs, wR_all, N_obs, N_all, wR(F) at ``thickness`` (per frame or one value, Å) with the
+        closed-form per-frame scales; ``rotations`` [n_frames, 3, 3] orientation corrections."""
+        with torch.no_grad():
+            rot = None if rotations is None else torch.as_tensor(rotations, dtype=self.dtype, device=self.device)
+            i_calc = self.intensities(torch.as_tensor(thickness, dtype=self.dtype), atoms=atoms, rotations=rot)
+        k = frame_scales(i_calc, self.observations)
+        return residual_report(apply_frame_scales(i_calc, k, self.frame_index), self.observations)
 
     def intensities(self, thickness: torch.Tensor, atoms=None, rotations: torch.Tensor | None = None,
                     frames=None) -> torch.Tensor:
