@@ -136,3 +136,29 @@ def test_constants_match_physics_notes():
     assert 1 / electron_wavelength(200) == pytest.approx(39.8735, abs=2e-4)
     assert electron_wavelength(300) == pytest.approx(0.0196875, abs=2e-7)
     assert relativistic_gamma(300) == pytest.approx(1.587085, abs=2e-6)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-11), (torch.float32, 2e-5)])
+def test_divided_differences_against_high_precision(dtype, tolerance):
+    """Gaps from 0 to far apart, straddling the Taylor switch, at realistic phases τλ/2 ≈ 50 rad."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 40
+    tau = 47.0
+    base = 2.1
+    gaps = [0.0, 1e-12, 1e-7, 1e-4, 2e-3, 0.0021, 0.0025, 0.01, 0.0213, 0.0215, 0.3, 1.5]  # x-gap = τ·gap/2
+    lam64 = torch.tensor([[base + g for g in gaps]], dtype=torch.float64)
+    lam = lam64.to(dtype)
+    gamma = _divided_differences(lam, torch.tensor([tau], dtype=dtype))[0].to(torch.complex128)
+    gamma_conj = _divided_differences(lam, torch.tensor([tau], dtype=dtype), conjugate=True)[0].to(torch.complex128)
+    values = [mpmath.mpf(float(v)) for v in lam.double()[0]]  # the rounded inputs, exactly
+    worst = 0.0
+    for i, a in enumerate(values):
+        for j, b in enumerate(values):
+            if a == b:
+                exact = 1j * tau * mpmath.expj(tau * a)
+            else:
+                exact = (mpmath.expj(tau * a) - mpmath.expj(tau * b)) / (a - b)
+            exact = complex(exact)
+            scale = tau  # |Γ| ≤ τ
+            worst = max(worst, abs(gamma[i, j].item() - exact) / scale, abs(gamma_conj[i, j].item() - exact.conjugate()) / scale)
+    assert worst < tolerance, worst
