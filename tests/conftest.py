@@ -8,7 +8,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-torch.set_num_threads(2)
+# frames run on parallel threads (ForwardModel workers), one torch intra-op thread each
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

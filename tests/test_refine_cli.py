@@ -57,11 +57,11 @@ def test_refine_defaults_follow_the_paper_quartz_settings():
     assert args.thickness_model == "per-frame" and args.lr == 1e-3 and args.epochs == 200
 
 
-def test_auto_samples_threads_and_group_rates():
+def test_auto_samples_and_group_rates():
     import pytest
 
     from edwidgets.errors import EdwidgetsError
-    from edwidgets.refine.command import MAX_AUTO_SAMPLES, auto_samples, auto_threads, parse_group_rates
+    from edwidgets.refine.command import MAX_AUTO_SAMPLES, auto_samples, parse_group_rates
 
     class FakeExperiment:
         def auto_samples(self, thickness, g_max):
@@ -69,7 +69,6 @@ def test_auto_samples_threads_and_group_rates():
 
     assert auto_samples(FakeExperiment(), 100.0, 1.0) == 20
     assert auto_samples(FakeExperiment(), 1e4, 2.0) == MAX_AUTO_SAMPLES
-    assert auto_threads(40.0) == 1 and auto_threads(400.0) >= 1
     assert parse_group_rates(["thickness=1e-2", "adp=5e-4"]) == {"thickness": 0.01, "adp": 0.0005}
     for bad in (["thickness"], ["scale=1e-3"], ["adp=fast"], ["adp=-1"]):
         with pytest.raises(EdwidgetsError):

@@ -19,6 +19,7 @@ from ..physics.bloch import coupling_potentials, propagate, structure_matrix, th
 from ..physics.constants import potential_prefactor
 from ..simulation import ScatteringModel
 from .frames import Experiment
+from .parallel import map_frames, resolve_workers
 from .residuals import Observations, ResidualReport, apply_frame_scales, frame_scales, prepare_observations, residual_report
 from .selection import delta_s_g, select_reflections
 
@@ -58,7 +59,9 @@ class ForwardModel:
     ``thickness_hint``); selection: (R_Sg^max, D_Sg) of Klar et al., or None to score every
     reflection of the file. ``rows`` (indices into ``experiment.reflections``) fixes the scored
     reflections instead, e.g. to keep the selection made at the file's orientations after the
-    orientations were corrected (same N for every model and stage).
+    orientations were corrected (same N for every model and stage). ``workers``: threads over
+    frames (``"auto"``: the available cores on the CPU, 1 on a GPU); run them with one torch
+    intra-op thread each.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class ForwardModel:
         device=None,
         progress=None,
         rows: np.ndarray | None = None,
+        workers: int | str = "auto",
     ):
         experiment.check_cell(crystal.cell, getattr(crystal, "name", "") or "structure")
         self.experiment = experiment
@@ -94,6 +98,7 @@ class ForwardModel:
             n_samples = experiment.auto_samples(thickness_hint, self.resolution)
         self.n_samples = int(n_samples)
         self.selection = selection
+        self.workers = resolve_workers(workers, device)
         self._fixed_rows = None if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
         self._build(progress)
 
@@ -245,7 +250,8 @@ class ForwardModel:
         """Unscaled I_calc [n_reflections] (model order) for thickness [n_frames] (Å).
 
         ``rotations`` [n_frames, 3, 3] applies per-frame orientation corrections; ``frames``
-        restricts the evaluation to some frames (the other entries stay 0).
+        restricts the evaluation to some frames (the other entries stay 0). Frames run on
+        ``self.workers`` threads (:mod:`.parallel`); the result does not depend on their number.
         """
         thickness = torch.as_tensor(thickness, dtype=self.dtype, device=self.device)
         if thickness.ndim == 0:
@@ -253,15 +259,76 @@ class ForwardModel:
         if not torch.all(torch.isfinite(thickness)):
             raise ExperimentError("thickness is not finite (NaN or inf)")
         couplings = self.couplings(atoms)
-        parts, index = [], []
         plans = self.plans if frames is None else [self.plans[f] for f in frames]
-        for plan in plans:
-            if len(plan.rows) == 0:
-                continue
+        plans = [plan for plan in plans if len(plan.rows)]
+        inputs = (couplings, thickness, rotations)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+            return _FramesFunction.apply(self, plans, *inputs)
+        parts = map_frames(lambda plan: self._frame_row_intensities(plan, *inputs, grad=False), plans, self.workers)
+        return self._scatter_rows(plans, parts)
+
+    def _frame_row_intensities(self, plan: FramePlan, couplings, thickness, rotations, grad: bool) -> torch.Tensor:
+        """I_calc of one frame's scored reflections; grad mode set here because it is per thread."""
+        with torch.set_grad_enabled(grad):
             rot = None if rotations is None else rotations[plan.frame]
-            parts.append(self.frame_intensities(plan, couplings, thickness[plan.frame : plan.frame + 1], rot)[0])
-            index.append(plan.rows)
+            return self.frame_intensities(plan, couplings, thickness[plan.frame : plan.frame + 1], rot)[0]
+
+    def _scatter_rows(self, plans: list[FramePlan], parts: list[torch.Tensor]) -> torch.Tensor:
         out = torch.zeros(self.n_reflections, dtype=self.dtype, device=self.device)
         if parts:
-            out = out.index_put((torch.cat(index),), torch.cat(parts))
+            out = out.index_put((torch.cat([p.rows for p in plans]),), torch.cat(parts))
         return out
+
+
+class _FramesFunction(torch.autograd.Function):
+    """All frames' intensities as one autograd node, so that frames run in parallel both ways.
+
+    Forward: each frame builds its own graph from detached copies of the shared inputs (couplings,
+    thickness, rotations) on a worker thread. Backward: each frame's graph is differentiated on a
+    worker thread, and the gradients of the shared inputs are summed in frame order, so the result
+    is the same for any number of workers.
+    """
+
+    @staticmethod
+    def forward(ctx, forward_model: ForwardModel, plans, couplings, thickness, rotations):
+        needs = ctx.needs_input_grad[2:]
+
+        def run(plan):
+            leaves = tuple(None if x is None else x.detach().requires_grad_(bool(need))
+                           for x, need in zip((couplings, thickness, rotations), needs))
+            return forward_model._frame_row_intensities(plan, *leaves, grad=True), leaves
+
+        results = map_frames(run, plans, forward_model.workers)
+        ctx.forward_model, ctx.plans, ctx.results = forward_model, plans, results
+        ctx.inputs = (couplings, thickness, rotations)
+        return forward_model._scatter_rows(plans, [r[0].detach() for r in results])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        needs = ctx.needs_input_grad[2:]
+
+        def run(item):
+            plan, (out, leaves) = item
+            grad = grad_out[plan.rows]
+            if not bool(grad.any()):  # e.g. one Jacobian row: only its own frame contributes
+                return None
+            wanted = [x for x, need in zip(leaves, needs) if need]
+            # the frames' graphs live as long as this node (freed with it), so a retained outer
+            # graph can be differentiated again (Jacobian rows for the standard uncertainties)
+            return torch.autograd.grad(out, wanted, grad, retain_graph=True, allow_unused=True)
+
+        per_frame = [g for g in map_frames(run, list(zip(ctx.plans, ctx.results)), ctx.forward_model.workers)
+                     if g is not None]
+        grads = []
+        k = 0
+        for x, need in zip(ctx.inputs, needs):
+            if not need:
+                grads.append(None)
+                continue
+            total = torch.zeros_like(x)
+            for g in per_frame:  # frame order: deterministic for any number of workers
+                if g[k] is not None:
+                    total = total + g[k]
+            grads.append(total)
+            k += 1
+        return (None, None, *grads)

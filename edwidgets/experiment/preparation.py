@@ -20,6 +20,7 @@ from scipy.optimize import minimize
 from ..io_utils import atomic_write_bytes
 from ..physics.beams import rotation_matrix
 from .forward import ForwardModel, small_rotation
+from .parallel import imap_frames, map_frames
 
 DEFAULT_GRID = (5.0, 2000.0, 2.0)  # paper: 5–2000 Å in 2 Å steps
 
@@ -113,22 +114,31 @@ def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor |
         num, dens[plan.frame] = _frame_wr_terms(forward, plan, torch.cat(parts))
         nums[plan.frame, torch.as_tensor(index)] = num
 
-    eigens = {}
-    plans = [p for p in forward.plans if len(p.rows)]
-    iterator = plans if progress is None else progress(plans, desc="thickness search", leave=False)
-    with torch.no_grad():
-        for plan in iterator:
+    def first_pass(plan):
+        with torch.no_grad():  # grad mode is per thread
             rot = None if rotations is None else rotations[plan.frame]
-            eigens[plan.frame] = forward.frame_eigen(plan, couplings, rot)
-            evaluate(plan, eigens[plan.frame], coarse)
-        if coarse_stride > 1:
-            total = nums[[p.frame for p in plans]][:, coarse].sum(0)
-            g_coarse = int(coarse[int(torch.argmin(total))])
-            for plan in plans:
-                b = int(torch.argmin(nums[plan.frame]))
-                near = np.r_[np.arange(b - coarse_stride, b + coarse_stride + 1),
-                             np.arange(g_coarse - coarse_stride, g_coarse + coarse_stride + 1)]
-                evaluate(plan, eigens.pop(plan.frame), near[(near >= 0) & (near < n_grid)])
+            eigen = forward.frame_eigen(plan, couplings, rot)
+            evaluate(plan, eigen, coarse)  # each frame writes only its own row of nums
+        return eigen
+
+    def fine_pass(item):
+        plan, eigen = item
+        with torch.no_grad():
+            b = int(torch.argmin(nums[plan.frame]))
+            near = np.r_[np.arange(b - coarse_stride, b + coarse_stride + 1),
+                         np.arange(g_coarse - coarse_stride, g_coarse + coarse_stride + 1)]
+            evaluate(plan, eigen, near[(near >= 0) & (near < n_grid)])
+
+    plans = [p for p in forward.plans if len(p.rows)]
+    eigens = imap_frames(first_pass, plans, forward.workers)
+    if progress is not None:
+        eigens = progress(eigens, total=len(plans), desc="thickness search", leave=False)
+    eigens = list(eigens)
+    if coarse_stride > 1:
+        total = nums[[p.frame for p in plans]][:, coarse].sum(0)
+        g_coarse = int(coarse[int(torch.argmin(total))])
+        map_frames(fine_pass, zip(plans, eigens), forward.workers)
+    del eigens
     empty = dens == 0
     nums[empty] = 0.0
     frame_wr = torch.sqrt(nums / torch.where(empty, torch.ones_like(dens), dens)[:, None])
@@ -281,12 +291,19 @@ def prepare(forward: ForwardModel, *, refine_orientation: bool = True, method: s
     before = first.per_frame_wr.copy()
     after = first.per_frame_wr.copy()
     if refine_orientation:
-        todo = range(n) if frames is None else frames
-        iterator = todo if progress is None else progress(list(todo), desc="orientation refinement", leave=False)
-        for f in iterator:
-            rotations[f], before[f], after[f] = refine_frame_orientation(forward, f, float(first.per_frame[f]), method=method,
-                                                                        max_angle_deg=max_angle_deg,
-                                                                        max_evaluations=max_evaluations)
+        todo = list(range(n) if frames is None else frames)
+        _couplings(forward)  # computed once here, not raced for by the workers
+
+        def refine_one(f):
+            with torch.no_grad():
+                return refine_frame_orientation(forward, f, float(first.per_frame[f]), method=method,
+                                                max_angle_deg=max_angle_deg, max_evaluations=max_evaluations)
+
+        results = imap_frames(refine_one, todo, forward.workers)  # frames are independent: one per core
+        if progress is not None:
+            results = progress(results, total=len(todo), desc="orientation refinement", leave=False)
+        for f, (rotation, wr_before, wr_after) in zip(todo, results):
+            rotations[f], before[f], after[f] = rotation, wr_before, wr_after
         second = thickness_search(forward, grid, torch.as_tensor(rotations, dtype=forward.dtype), progress=progress)
     else:
         second = first

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import EdwidgetsError
+from ..experiment.parallel import intra_op_threads
 from ..experiment.preparation import DEFAULT_MAX_ANGLE_DEG, DEFAULT_ORIENTATION_EVALUATIONS, rotation_angle_deg
 
 #: Defaults of ``edwidgets refine`` (justified in benchmarks/RESULTS.md, real-quartz refinement):
@@ -19,7 +20,6 @@ DEFAULT_G_MAX = 1.6
 DEFAULT_SELECTION = (0.9, 0.0015)
 DEFAULT_THICKNESS_HINT = 600.0
 MAX_AUTO_SAMPLES = 48
-SMALL_PROBLEM_BEAMS = 150
 BOUNDED_THICKNESS_MODELS = ("nn", "nn-quadratic")
 DEFAULT_THICKNESS_MODEL = "per-frame"
 PER_FRAME_THICKNESS_LR = 1e-2
@@ -59,20 +59,19 @@ def refine_from_args(args):
     from .progress import TqdmProgress
 
     threads = int(getattr(args, "threads", None) or 0) or None
-    if threads:
-        torch.set_num_threads(threads)
+    workers = getattr(args, "workers", None) or "auto"
     out = Path(args.out)
     crystal = load_crystal(args.structure)
     experiment = _load_experiment(Path(args.data))
     dtype = torch.float32 if getattr(args, "dtype", "float64") == "float32" else torch.float64
     samples = getattr(args, "samples", None) or auto_samples(experiment, args.thickness_hint, args.g_max)
     selection = tuple(getattr(args, "selection", None) or DEFAULT_SELECTION)
-    forward_kw = dict(g_max=args.g_max, sg_max=args.sg_max, n_samples=samples, selection=selection, dtype=dtype)
+    forward_kw = dict(g_max=args.g_max, sg_max=args.sg_max, n_samples=samples, selection=selection, dtype=dtype,
+                      workers=workers)
     t0 = time.perf_counter()
     forward = ForwardModel(experiment, crystal, progress=tqdm, **forward_kw)
-    if not threads:
-        threads = auto_threads(float(forward.beam_counts().mean()))
-        torch.set_num_threads(threads)
+    threads = threads or intra_op_threads(forward.workers)
+    torch.set_num_threads(threads)
     kinematic = bool(getattr(args, "kinematic", False))
     t_init: float | np.ndarray = float(args.thickness)
     prepared = None
@@ -121,7 +120,7 @@ def refine_from_args(args):
         rng = np.random.default_rng(0)
         validation = np.sort(rng.choice(experiment.n_frames, size=n_val, replace=False))
     settings = {"structure": str(args.structure), "data": str(args.data), "kinematic": kinematic,
-                "prepared": prepared is not None, "setup_s": setup_s, "g_max": args.g_max, "sg_max": args.sg_max,
+                "prepared": prepared is not None, "setup_s": setup_s, "workers": forward.workers, "g_max": args.g_max, "sg_max": args.sg_max,
                 "selection_RSg_DSg": list(selection), "samples_per_frame": forward.n_samples,
                 "beams_per_frame_mean": float(forward.beam_counts().mean()), "thickness_model": kind,
                 "dtype": str(dtype).replace("torch.", ""), "lr": args.lr, "lr_groups": lrs,
@@ -194,18 +193,6 @@ def auto_samples(experiment, thickness_hint: float, g_max: float, cap: int = MAX
     return int(min(experiment.auto_samples(thickness_hint, g_max), cap))
 
 
-def auto_threads(mean_beams: float) -> int:
-    """Torch threads: 1 for small problems, all cores from ~150 beams on.
-
-    Each frame is a batch of small eigendecompositions (quartz: ~40 beams), which a second
-    thread does not speed up; on a shared machine extra OpenMP threads spin against other
-    processes and made the quartz preparation about 5× slower (load 6 on 2 cores).
-    """
-    from .job import default_threads
-
-    return 1 if mean_beams < SMALL_PROBLEM_BEAMS else default_threads()
-
-
 def parse_group_rates(items) -> dict[str, float]:
     """``["thickness=3e-3", ...]`` → {"thickness": 0.003}; clear errors for bad items."""
     from .model import PARAMETER_GROUPS
@@ -264,6 +251,9 @@ def add_refine_arguments(parser) -> None:
     parser.add_argument("--anisotropic", action="store_true", help="refine anisotropic U (isotropic sites start isotropic)")
     parser.add_argument("--validation-frames", type=int, default=0, help="hold out N random frames for early stopping")
     parser.add_argument("--patience", type=int, default=20, help="early-stopping patience (epochs)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 below 150 beams per frame, else all cores)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="frames computed in parallel threads (default: the available CPU cores; 1 on a GPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads per worker (default: cores ÷ workers, i.e. 1)")
     parser.add_argument("--no-su", action="store_true", help="skip standard uncertainties")
     parser.add_argument("--checkpoint", default=None, help="write a resumable checkpoint here at the end")

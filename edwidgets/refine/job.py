@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import io
 import logging
-import os
 import threading
 import time
 import traceback
@@ -42,12 +41,11 @@ class JobStateError(RefinementError, RuntimeError):
     """An action the job's current state does not allow (start while running, ...)."""
 
 
-def default_threads() -> int:
-    """CPU cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+def default_threads(forward=None) -> int:
+    """torch intra-op threads for a job: the cores left over by the forward model's frame workers."""
+    from ..experiment.parallel import intra_op_threads
+
+    return intra_op_threads(getattr(forward, "workers", 1))
 
 
 def _clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -68,7 +66,8 @@ class RefinementJob(SnapshotBroadcaster):
         validation_frames: frames held out of the loss; their wR is ``wr_validation`` and the
             best epoch is chosen on it. ``patience``: stop when it has not improved for that many
             epochs (early stopping; needs validation frames).
-        threads: ``torch.set_num_threads`` in the worker (default: the cores available).
+        threads: ``torch.set_num_threads`` in the worker (default: the cores not used by the forward
+            model's frame workers, i.e. 1 when it runs one frame per core).
         uncertainties: compute standard uncertainties of positions and ADPs at the end.
     """
 
@@ -96,7 +95,7 @@ class RefinementJob(SnapshotBroadcaster):
         self.lrs = dict(lrs or {})
         self.weight_decay = float(weight_decay)
         self.patience = None if patience is None else int(patience)
-        self.threads = int(threads) if threads else default_threads()
+        self.threads = int(threads) if threads else default_threads(forward)
         self.compute_uncertainties = bool(uncertainties)
         self.seed = int(seed)
         self.name = name
