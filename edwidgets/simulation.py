@@ -183,7 +183,7 @@ def simulate_pattern(
     array: one decomposition serves every thickness. Beams: |g| ≤ g_max (Å⁻¹) and |s_g| ≤ sg_max.
     ``absorption`` is κ of the proportional model U' = κU. ``surface_normal`` is a crystal-frame
     Cartesian direction (default: along the beam). ``method``: "auto" (exact eigen path, or
-    matrix_exp with absorption), "eigen", "matrix_exp", "eigh_autograd". ``dtype`` float64 or
+    the general eigendecomposition "eig" with absorption), "eigen", "eig", "matrix_exp", "eigh_autograd". ``dtype`` float64 or
     float32 (complex64 propagation).
 
     Returns a DataFrame, one row per beam (and orientation and thickness): h, k, l, intensity,
@@ -195,9 +195,9 @@ def simulate_pattern(
     if not (absorption >= 0 and math.isfinite(absorption)):
         raise ValueError(f"absorption must be a non-negative number, got {absorption!r}")
     if method == "auto":
-        method = "matrix_exp" if absorption else "eigen"
-    elif method != "matrix_exp" and absorption:
-        raise ValueError(f"method {method!r} needs a Hermitian structure matrix; with absorption use 'matrix_exp' or 'auto'")
+        method = "eig" if absorption else "eigen"
+    elif method not in ("eig", "matrix_exp") and absorption:
+        raise ValueError(f"method {method!r} needs a Hermitian structure matrix; with absorption use 'eig', 'matrix_exp' or 'auto'")
     thicknesses = _thicknesses(thickness)
     rot, k, hkl, g_lab, s = _pattern_geometry(crystal, zone_axis, orientation, voltage_kv, g_max, sg_max)
     model = ScatteringModel(crystal, dtype=dtype, device=device)

@@ -162,3 +162,49 @@ def test_divided_differences_against_high_precision(dtype, tolerance):
             scale = tau  # |Γ| ≤ τ
             worst = max(worst, abs(gamma[i, j].item() - exact) / scale, abs(gamma_conj[i, j].item() - exact.conjugate()) / scale)
     assert worst < tolerance, worst
+
+
+def absorbing(hermitian, kappa, seed):
+    """Ā = H + iκK with K Hermitian positive semi-definite, as an absorptive potential's part is."""
+    x = random_hermitian(hermitian.shape[-1], hermitian.shape[0], seed=seed)
+    return hermitian + 1j * kappa * (x @ x.mH) / hermitian.shape[-1]
+
+
+@pytest.mark.parametrize("degenerate", [False, True])
+def test_general_eigen_path_matches_matrix_exp(degenerate):
+    """Forward and both gradients of the absorption path against matrix_exp autograd, also where
+    the Hermitian part is exactly degenerate."""
+    a = absorbing(random_hermitian(6, 3, seed=1, degenerate=degenerate), 0.1, seed=5)
+    tau = torch.rand(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 4
+    out, grads = {}, {}
+    for method in ("eig", "matrix_exp"):
+        a_ = a.clone().requires_grad_()
+        tau_ = tau.clone().requires_grad_()
+        out[method] = propagate(a_, tau_, method)
+        grads[method] = torch.autograd.grad(scalar_loss(out[method]), [a_, tau_])
+    torch.testing.assert_close(out["eig"], out["matrix_exp"], atol=1e-12, rtol=1e-10)
+    assert float((out["eig"].detach().abs() ** 2).sum(-1).max()) < 1.0  # absorption loses current
+    for g_eig, g_exp in zip(grads["eig"], grads["matrix_exp"]):
+        torch.testing.assert_close(g_eig, g_exp, atol=1e-10, rtol=1e-9)
+
+
+def test_general_eigen_path_without_absorption_is_the_hermitian_path():
+    a = random_hermitian(7, 2, seed=3)
+    tau = torch.tensor([[0.4, 3.0], [1.2, 2.2]], dtype=torch.float64)
+    a1, a2 = a.clone().requires_grad_(), a.clone().requires_grad_()
+    phi_eig, phi_eigen = propagate(a1, tau, "eig"), propagate(a2, tau, "eigen")
+    torch.testing.assert_close(phi_eig, phi_eigen, atol=1e-12, rtol=1e-10)
+    (g1,), (g2,) = torch.autograd.grad(scalar_loss(phi_eig), [a1]), torch.autograd.grad(scalar_loss(phi_eigen), [a2])
+    torch.testing.assert_close(g1, g2, atol=1e-11, rtol=1e-10)
+
+
+def test_general_eigen_path_gradcheck():
+    base = absorbing(random_hermitian(5, 2, seed=4, degenerate=True), 0.05, seed=9)
+
+    def f(real_part, imag_part, tau):
+        return propagate(base + torch.complex(real_part, imag_part), tau, "eig").abs() ** 2
+
+    re = torch.zeros(2, 5, 5, dtype=torch.float64, requires_grad=True)
+    im = torch.zeros(2, 5, 5, dtype=torch.float64, requires_grad=True)
+    tau = torch.tensor([[0.7, 2.0], [1.1, 0.2]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(f, (re, im, tau), eps=1e-6, atol=1e-7)

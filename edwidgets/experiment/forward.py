@@ -90,7 +90,8 @@ class ForwardModel:
         self.g_max, self.sg_max = float(g_max), float(sg_max)
         self.resolution = float(resolution if resolution is not None else g_max)
         self.absorption = float(absorption)
-        self.method = "matrix_exp" if absorption and method == "eigen" else method
+        # absorption makes Ā non-Hermitian: the general eigendecomposition replaces the Hermitian one
+        self.method = "eig" if absorption and method == "eigen" else method
         self.model = ScatteringModel(crystal, dtype=dtype, device=device, cell=experiment.cell)
         self.k = 1.0 / experiment.wavelength
         self.prefactor = potential_prefactor(experiment.voltage_kv, self.model.volume)
@@ -212,14 +213,22 @@ class ForwardModel:
     def frame_eigen(self, plan: FramePlan, couplings: torch.Tensor, rotation: torch.Tensor | None = None):
         """Eigendecomposition of one frame's structure matrices, without gradients (preparation).
 
-        Returns (eigenvalues [S, N], eigenvectors [S, N, N], K_n [S]); with
+        Returns (eigenvalues [S, N], eigenvectors V [S, N, N], V⁻¹ e_000 [S, N], K_n [S]); with
         :meth:`intensities_from_eigen` it gives the frame's intensities at any number of thicknesses
-        for the price of one decomposition.
+        for the price of one decomposition. Hermitian (eigh, V⁻¹ = Vᴴ) without absorption, general
+        (eig) with it.
         """
         with torch.no_grad():
             a, k_normal = self.frame_structure_matrices(plan, couplings, rotation)
-            lam, vec = torch.linalg.eigh(a)
-        return lam, vec, k_normal
+            if self.absorption:
+                lam, vec = torch.linalg.eig(a)
+                e0 = torch.zeros(a.shape[0], a.shape[-1], 1, dtype=a.dtype, device=a.device)
+                e0[:, 0] = 1.0
+                first = torch.linalg.solve(vec, e0)[..., 0]
+            else:
+                lam, vec = torch.linalg.eigh(a)
+                first = vec[:, 0, :].conj()
+        return lam, vec, first, k_normal
 
     def intensities_from_eigen(self, plan: FramePlan, eigen, thickness: torch.Tensor) -> torch.Tensor:
         """Sample-averaged intensities [T, n_rows] of the frame's reflections from :meth:`frame_eigen`.
@@ -227,11 +236,12 @@ class ForwardModel:
         Only the rows of the scored reflections are formed (S·T·rows·N work instead of S·T·N²),
         which is what makes fine thickness grids cheap.
         """
-        lam, vec, k_normal = eigen
+        lam, vec, first, k_normal = eigen
         with torch.no_grad():
             tau = thickness_to_tau(torch.as_tensor(thickness, dtype=self.dtype, device=self.device).reshape(-1), k_normal)
-            phase = tau[:, :, None] * lam[:, None, :]  # [S, T, N]
-            coeff = torch.polar(torch.ones_like(phase), phase) * vec[:, 0, :].conj()[:, None, :]
+            phase = tau[:, :, None] * lam[:, None, :]  # [S, T, N], complex with absorption
+            coeff = torch.exp(1j * phase) if phase.is_complex() else torch.polar(torch.ones_like(phase), phase)
+            coeff = coeff * first[:, None, :]
             rows = vec[:, plan.beam_of_row, :]  # [S, R, N]
             phi = torch.einsum("srn,stn->str", rows, coeff)
             return (phi.real**2 + phi.imag**2).mean(0)
