@@ -112,3 +112,23 @@ def test_singular_direction_reported(problem):
                                            (1.0, 3e-20, "1.0"), (0.5, 2e-8, "0.50000000(2)")])
 def test_format_with_su(value, su, text):
     assert format_with_su(value, su) == text
+
+
+def test_auto_jacobian_choice_follows_reflections_per_frame(problem, monkeypatch):
+    """autograd (exact) while a frame has ≤ 3 reflections per parameter, central differences beyond."""
+    import edwidgets.refine.uncertainties as su_module
+
+    calls = []
+    real_rows, real_central = su_module._jacobian_rows, su_module._jacobian_central
+    monkeypatch.setattr(su_module, "_jacobian_rows", lambda *a, **k: calls.append("autograd") or real_rows(*a, **k))
+    monkeypatch.setattr(su_module, "_jacobian_central", lambda *a, **k: calls.append("central") or real_central(*a, **k))
+    obs = problem.obs
+    per_frame = obs.n_all / int(torch.unique(obs.frame_index).numel())
+    n_par = problem.model.asu.positions.numel() + problem.model.asu.adp.numel()
+    standard_uncertainties(problem)
+    expected = "autograd" if per_frame <= 3 * n_par else "central"
+    assert calls == [expected]
+    standard_uncertainties(problem, groups=("adp",))  # fewer parameters: the other side of the rule
+    n_adp = problem.model.asu.adp.numel()
+    assert calls[1] == ("autograd" if per_frame <= 3 * n_adp else "central")
+    assert set(calls) == {"autograd", "central"}  # this problem sits between the two

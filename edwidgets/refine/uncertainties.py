@@ -1,9 +1,9 @@
 """Standard uncertainties of refined parameters from the least-squares normal matrix.
 
 At the optimum, N = Jᵀ W J with J = ∂(k I_calc)/∂p (the *scaled* intensities, k the closed-form
-frame scales, so scale correlations are included) from autograd (small problems) or central
-differences of the same differentiable model (many reflections: 2 forward passes per parameter
-instead of one backward pass per reflection) and W = diag(w²) with w the
+frame scales, so scale correlations are included) from autograd (one backward pass per
+reflection, through its own frame) or, with many reflections per frame and few parameters,
+central differences of the same differentiable model, and W = diag(w²) with w the
 wR_all weights (Methods 4.2). Then C = N⁻¹ χ² / (n − p), χ² = Σ w² (I_o − k I_c)², and
 σ(p) = √diag(C). Directions the data do not determine (N singular, e.g. a floating origin or
 a parameter without effect) are handled with a pseudo-inverse and reported.
@@ -88,6 +88,11 @@ def _jacobian_rows(outputs: torch.Tensor, inputs: list[torch.Tensor], chunk: int
     return jac
 
 
+#: "auto" Jacobian: a reflection's backward pass touches only its own frame (its scale is that
+#: frame's), so autograd costs ~ reflections per frame backward passes of one frame each, central
+#: differences 2 forward passes of all frames per parameter
+AUTOGRAD_ROWS_PER_PARAMETER = 3
+
 #: central-difference steps for the Jacobian by dtype (parameters are Å displacements and √U /
 #: Cholesky factors in Å); ~ε^(1/3) balances truncation O(h²) against rounding O(ε/h)
 FD_STEP = {torch.float64: 1e-5, torch.float32: 2e-3}
@@ -96,9 +101,9 @@ FD_STEP = {torch.float64: 1e-5, torch.float32: 2e-3}
 def _jacobian_central(evaluate, inputs: list[torch.Tensor], step: float | None = None) -> torch.Tensor:
     """[n_out, Σ numel(inputs)] by central differences: two forward passes per parameter, no backward.
 
-    Reverse mode needs one backward pass per reflection (thousands on real data, as the eigen
-    propagation has no batched backward), so beyond a few hundred reflections this is far cheaper;
-    its error, O(step²) + O(ε/step), is ~1e-10 relative in float64 and ~1e-4 in float32.
+    Reverse mode needs one backward pass per reflection (the eigen propagation has no batched
+    backward), each through one frame; with many reflections per frame and few parameters this is
+    cheaper. Its error, O(step²) + O(ε/step), is ~1e-10 relative in float64 and ~1e-4 in float32.
     """
     if step is None:
         step = FD_STEP.get(inputs[0].dtype, 1e-5)
@@ -121,8 +126,9 @@ def standard_uncertainties(objective, groups=("positions", "adp"), rcond: float 
                            jacobian: str = "auto") -> Uncertainties:
     """s.u. of the refined parameters in ``groups`` at the model's current values (the optimum).
 
-    ``jacobian``: "autograd" (one backward pass per reflection), "central" (two forward passes per
-    parameter) or "auto" (autograd up to 4 reflections per parameter, else central differences).
+    ``jacobian``: "autograd" (exact; one backward pass per reflection, through its own frame only),
+    "central" (two forward passes of every frame per parameter) or "auto": autograd unless a frame
+    holds more than 3 reflections per parameter (then central differences are cheaper).
     """
     if jacobian not in ("auto", "autograd", "central"):
         raise RefinementError(f"jacobian must be 'auto', 'autograd' or 'central', got {jacobian!r}")
@@ -140,7 +146,9 @@ def standard_uncertainties(objective, groups=("positions", "adp"), rcond: float 
     w = obs.weight.to(ev.i_calc.dtype)
     resid = (w * (obs.i_obs - ev.i_calc)).detach()
     n_par_total = sum(p.numel() for p in inputs)
-    if jacobian == "autograd" or (jacobian == "auto" and ev.i_calc.numel() <= 4 * n_par_total):
+    frames_with_data = max(1, int(torch.unique(obs.frame_index).numel()) if obs.frame_index is not None else 1)
+    per_frame = ev.i_calc.numel() / frames_with_data
+    if jacobian == "autograd" or (jacobian == "auto" and per_frame <= AUTOGRAD_ROWS_PER_PARAMETER * n_par_total):
         jac = _jacobian_rows(ev.i_calc, inputs)
     else:
         jac = _jacobian_central(lambda: objective.evaluate().i_calc, inputs)
