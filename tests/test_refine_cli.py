@@ -106,3 +106,23 @@ def test_joint_orientation_stays_in_the_box_with_the_preparation():
     model.orientation.grad = torch.full((2, 3), 5.0, dtype=torch.float64)  # −5 rad
     job.optimizer.step()
     assert np.allclose(np.degrees(model.orientation.detach().numpy()), -0.5 - prep_deg, atol=1e-9)
+
+
+def test_refine_with_absorption_end_to_end(quartz_model, tmp_path):
+    """--absorption runs the general eigen path from the CLI to summary.json; a bad κ is refused
+    with a clear message."""
+    from edwidgets.experiment.synthetic import make_synthetic_dataset
+
+    dataset = make_synthetic_dataset(quartz_model, angle_range=(-4.0, 4.0), step_deg=4.0, half_width_deg=1.0,
+                                     resolution=1.0, n_samples=3, thickness_mean=400.0, profile="constant", seed=2)
+    data = dataset.write(tmp_path / "small.cif_pets")
+    out = tmp_path / "out"
+    base = [sys.executable, "-m", "edwidgets", "refine", "--structure", "quartz_P3221", "--data", str(data),
+            "--out", str(out), "--g-max", "1.0", "--samples", "3", "--epochs", "3", "--no-prepare", "--no-su",
+            "--thickness", "400", "--no-refine-orientation", "--selection", "1.0", "0.0"]
+    proc = subprocess.run(base + ["--absorption", "0.1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["absorption"] == 0.1 and 0 < summary["wR_all"] < 1
+    bad = subprocess.run(base + ["--absorption", "-1"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--absorption must be a number ≥ 0" in bad.stderr and "Traceback" not in bad.stderr
