@@ -9,7 +9,8 @@ Two problems:
 * synthetic CsPbBr₃ (Pbnm, ``make_synthetic_dataset``) at several hundred beams per frame
   (g_max 2.0 Å⁻¹, sg_max 0.01 and 0.02), a few frames and samples so matrix_exp stays affordable.
 
-Both methods are timed alternately in one process, so their ratio is robust to the machine's
+Both methods are timed alternately in one process (frames on `--workers` threads; real quartz also
+with one worker, to show what the frame threads gain), so their ratio is robust to the machine's
 load even where absolute times are not; the load average is recorded with every table.
 
     python benchmarks/bench_epoch.py [--data-dir ../shared/data] [--repeat 2] [--threads 1] [--skip-quartz-matrix-exp]
@@ -65,6 +66,11 @@ def epoch_timer(forward: ForwardModel, crystal, thickness: float):
     return run
 
 
+#: timed variants: ForwardModel options (frames run on ``--workers`` threads unless a variant says otherwise)
+VARIANTS = {"eigen": dict(method="eigen"), "matrix_exp": dict(method="matrix_exp"),
+            "eigen, 1 worker": dict(method="eigen", workers=1)}
+
+
 def compare(label: str, make_forward, crystal, thickness: float, repeat: int, methods=("eigen", "matrix_exp")) -> list[str]:
     forwards = {m: make_forward(m) for m in methods}
     timers = {m: epoch_timer(forwards[m], crystal, thickness) for m in methods}
@@ -85,7 +91,7 @@ def compare(label: str, make_forward, crystal, thickness: float, repeat: int, me
     for m in methods:
         f, b, loss = best[m]
         ratio = sum(best[m][:2]) / sum(best["eigen"][:2])
-        rows.append(f"| {label} | {m} | {str(eig.dtype).replace('torch.', '')} | {eig.experiment.n_frames} | {eig.n_samples} "
+        rows.append(f"| {label} | {m} | {forwards[m].workers} | {str(eig.dtype).replace('torch.', '')} | {eig.experiment.n_frames} | {eig.n_samples} "
                     f"| {counts.mean():.0f} / {counts.max()} | {eig.n_reflections} | {f:.3f} | {b:.3f} | {f + b:.3f} "
                     f"| {1e3 * (f + b) / n_orient:.2f} | {ratio:.1f} | {100 * loss:.3f} | {load_before} → {load_after} |")
         print(rows[-1], flush=True)
@@ -97,7 +103,9 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", default="auto", help="frame threads of ForwardModel (default: the CPU cores)")
     parser.add_argument("--skip-quartz-matrix-exp", action="store_true", help="time real quartz with eigen only")
+    parser.add_argument("--skip-cspbbr3", action="store_true", help="real quartz only")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -109,29 +117,34 @@ def main(argv=None) -> None:
         samples = auto_samples(experiment, DEFAULT_THICKNESS_HINT, 1.6)
         for dtype in (torch.float64, torch.float32):  # matrix_exp compared in float64 only (its f32 is no cheaper)
             methods = ("eigen",) if args.skip_quartz_matrix_exp or dtype == torch.float32 else ("eigen", "matrix_exp")
+            if dtype == torch.float64:
+                methods += ("eigen, 1 worker",)  # what the frame threads gain, in the same run
             rows += compare("real quartz (refine defaults)",
                             lambda m, dtype=dtype: ForwardModel(experiment, crystal, g_max=1.6, sg_max=0.01, n_samples=samples,
-                                                                selection=DEFAULT_SELECTION, method=m, dtype=dtype),
+                                                                selection=DEFAULT_SELECTION, dtype=dtype,
+                                                                **{"workers": args.workers, **VARIANTS[m]}),
                             crystal, 550.0, args.repeat, methods)
     else:
         print(f"{quartz_data} not found: real quartz skipped")
     cspbbr3 = load_structure("cspbbr3")
     data = make_synthetic_dataset(cspbbr3, angle_range=(-1.5, 1.5), step_deg=1.0, resolution=1.2, g_max=1.2,
                                   n_samples=1, thickness_mean=400.0, seed=0)
-    for sg_max in (0.01, 0.02):
+    for sg_max in () if args.skip_cspbbr3 else (0.01, 0.02):
         rows += compare(f"synthetic CsPbBr₃, sg_max {sg_max}",
                         lambda m, sg_max=sg_max: ForwardModel(data.experiment, cspbbr3, g_max=2.0, resolution=1.2, sg_max=sg_max,
-                                                              n_samples=3, selection=None, method=m),
+                                                              n_samples=3, selection=None,
+                                                              **{"workers": args.workers, **VARIANTS[m]}),
                         cspbbr3, 400.0, args.repeat)
-    table = ("| problem | method | dtype | frames | samples/frame | beams/frame mean / max | reflections | forward s | backward s "
+    table = ("| problem | method | frame workers | dtype | frames | samples/frame | beams/frame mean / max | reflections | forward s | backward s "
              "| epoch s | ms per orientation | × eigen | wR_all % | load (1/5/15 min) before → after |\n"
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
     print(table)
     if not args.no_record:
         record_results("Per-epoch cost: eigen vs matrix_exp (bench_epoch.py)", table,
-                       f"{args.threads} torch thread(s), best of {args.repeat} after one warm-up, methods alternated; "
+                       f"{args.threads} torch intra-op thread(s), frames on parallel threads (workers column), best of "
+                       f"{args.repeat} after one warm-up, methods alternated; "
                        "epoch = objective forward + backward wrt positions, anisotropic U and ThicknessNN (closed-form scales); "
-                       "2 shared cores, other people's jobs running (see load)")
+                       "the machine is shared (see load)")
 
 
 if __name__ == "__main__":
