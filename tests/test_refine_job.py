@@ -34,7 +34,7 @@ def make_job(setup, kind="constant", t_init=T_TRUE, **kw):
     thickness = make_thickness_model(kind, exp.frame_angle_deg, t_init, seed=0)
     model = RefinementModel(start, exp.frame_angle_deg, thickness_model=thickness, anisotropic=False,
                             refine=kw.pop("refine", None))
-    kw.setdefault("threads", 2)
+    kw.setdefault("threads", 1)  # frames already run on one thread per core
     return RefinementJob(forward, model, **kw)
 
 
