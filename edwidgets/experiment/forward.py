@@ -310,7 +310,8 @@ class _FramesFunction(torch.autograd.Function):
 
         results = map_frames(run, plans, forward_model.workers)
         ctx.forward_model, ctx.plans, ctx.results = forward_model, plans, results
-        ctx.inputs = (couplings, thickness, rotations)
+        # shape, dtype and device of the inputs, for their gradients (the tensors need not be kept)
+        ctx.inputs = tuple(None if x is None else (x.shape, x.dtype, x.device) for x in (couplings, thickness, rotations))
         return forward_model._scatter_rows(plans, [r[0].detach() for r in results])
 
     @staticmethod
@@ -331,11 +332,12 @@ class _FramesFunction(torch.autograd.Function):
                      if g is not None]
         grads = []
         k = 0
-        for x, need in zip(ctx.inputs, needs):
+        for meta, need in zip(ctx.inputs, needs):
             if not need:
                 grads.append(None)
                 continue
-            total = torch.zeros_like(x)
+            shape, dtype, device = meta
+            total = torch.zeros(shape, dtype=dtype, device=device)
             for g in per_frame:  # frame order: deterministic for any number of workers
                 if g[k] is not None:
                     total = total + g[k]
