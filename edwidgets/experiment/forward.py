@@ -15,7 +15,7 @@ import torch
 
 from ..errors import ExperimentError
 from ..physics.beams import BeamSet, excitation_errors, reciprocal_points_within
-from ..physics.bloch import coupling_potentials, propagate, structure_matrix, thickness_to_tau
+from ..physics.bloch import coupling_potentials, decompose, propagate, structure_matrix, thickness_to_tau
 from ..physics.constants import potential_prefactor
 from ..simulation import ScatteringModel
 from .frames import Experiment
@@ -220,14 +220,7 @@ class ForwardModel:
         """
         with torch.no_grad():
             a, k_normal = self.frame_structure_matrices(plan, couplings, rotation)
-            if self.absorption:
-                lam, vec = torch.linalg.eig(a)
-                e0 = torch.zeros(a.shape[0], a.shape[-1], 1, dtype=a.dtype, device=a.device)
-                e0[:, 0] = 1.0
-                first = torch.linalg.solve(vec, e0)[..., 0]
-            else:
-                lam, vec = torch.linalg.eigh(a)
-                first = vec[:, 0, :].conj()
+            lam, vec, first = decompose(a, hermitian=not self.absorption)
         return lam, vec, first, k_normal
 
     def intensities_from_eigen(self, plan: FramePlan, eigen, thickness: torch.Tensor) -> torch.Tensor:
@@ -330,17 +323,12 @@ class _FramesFunction(torch.autograd.Function):
 
         per_frame = [g for g in map_frames(run, list(zip(ctx.plans, ctx.results)), ctx.forward_model.workers)
                      if g is not None]
-        grads = []
-        k = 0
-        for meta, need in zip(ctx.inputs, needs):
-            if not need:
-                grads.append(None)
-                continue
-            shape, dtype, device = meta
+        grads = [None, None, None]
+        for slot, i in enumerate(i for i, need in enumerate(needs) if need):
+            shape, dtype, device = ctx.inputs[i]
             total = torch.zeros(shape, dtype=dtype, device=device)
             for g in per_frame:  # frame order: deterministic for any number of workers
-                if g[k] is not None:
-                    total = total + g[k]
-            grads.append(total)
-            k += 1
+                if g[slot] is not None:
+                    total = total + g[slot]
+            grads[i] = total
         return (None, None, *grads)

@@ -33,7 +33,7 @@ def available_cores() -> int:
 def resolve_workers(workers: int | str | None, device=None) -> int:
     """Frame workers: ``"auto"``/None → the available cores on the CPU, 1 on a GPU (one stream)."""
     if workers in (None, "auto"):
-        on_gpu = device is not None and str(device).split(":")[0] not in ("cpu",)
+        on_gpu = device is not None and str(device).split(":")[0] != "cpu"
         return 1 if on_gpu else available_cores()
     try:
         n = int(workers)

@@ -73,6 +73,12 @@ def structure_matrix(
 SINC_TAYLOR_BELOW = {torch.float64: 0.05, torch.float32: 0.5}
 
 
+def _sinc_taylor(diff: torch.Tensor) -> torch.Tensor:
+    """sin(x)/x to x⁶, for |x| below ``SINC_TAYLOR_BELOW``."""
+    d2 = diff * diff
+    return 1.0 - d2 / 6.0 * (1.0 - d2 / 20.0 * (1.0 - d2 / 42.0))
+
+
 def _divided_differences(lam: torch.Tensor, tau: torch.Tensor, conjugate: bool = False) -> torch.Tensor:
     """Γ_ij = (f(λ_i) − f(λ_j))/(λ_i − λ_j) for f(λ) = exp(iτλ); lam [B, N], tau [B] → [B, N, N].
 
@@ -87,9 +93,7 @@ def _divided_differences(lam: torch.Tensor, tau: torch.Tensor, conjugate: bool =
     sine = s[:, :, None] * c[:, None, :]
     sine.sub_(c[:, :, None] * s[:, None, :])
     small = diff.abs() < SINC_TAYLOR_BELOW.get(lam.dtype, 0.05)
-    d2 = diff * diff
-    taylor = 1.0 - d2 / 6.0 * (1.0 - d2 / 20.0 * (1.0 - d2 / 42.0))
-    sinc = torch.where(small, taylor, sine.div_(torch.where(small, torch.ones_like(diff), diff)))
+    sinc = torch.where(small, _sinc_taylor(diff), sine.div_(torch.where(small, torch.ones_like(diff), diff)))
     sinc.mul_(tau[:, None, None])
     h = torch.polar(torch.ones_like(x), x)
     if conjugate:
@@ -99,13 +103,27 @@ def _divided_differences(lam: torch.Tensor, tau: torch.Tensor, conjugate: bool =
     return out.mul_(-1j if conjugate else 1j)
 
 
+def decompose(a: torch.Tensor, hermitian: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eigenvalues λ [B, N], eigenvectors V [B, N, N] and V⁻¹ e_000 [B, N] of structure matrices.
+
+    Hermitian (no absorption): eigh, V⁻¹ = Vᴴ. Otherwise the general eig, V⁻¹ e_000 by a solve.
+    Without gradients; the propagation paths differentiate through their own backward.
+    """
+    if hermitian:
+        lam, vec = torch.linalg.eigh(a)
+        return lam, vec, vec[:, 0, :].conj()
+    lam, vec = torch.linalg.eig(a)
+    e0 = torch.zeros(a.shape[0], a.shape[-1], 1, dtype=a.dtype, device=a.device)
+    e0[:, 0] = 1.0
+    return lam, vec, torch.linalg.solve(vec, e0)[..., 0]
+
+
 class _EigenPropagation(torch.autograd.Function):
     """φ[b, t] = V diag(exp(iτ_bt λ)) Vᴴ e_000 with the exact divided-difference backward."""
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-        lam, vec = torch.linalg.eigh(a)
-        first_row = vec[:, 0, :].conj()  # Vᴴ e_000
+        lam, vec, first_row = decompose(a)  # first_row = Vᴴ e_000
         phases = tau[:, :, None] * lam[:, None, :]  # [B, T, N]
         exp_phase = torch.polar(torch.ones_like(phases), phases)
         coeff = exp_phase * first_row[:, None, :]
@@ -143,9 +161,7 @@ def _complex_divided_differences(lam: torch.Tensor, tau: torch.Tensor) -> torch.
     x = (0.5 * tau[:, None]) * lam
     diff = x[:, :, None] - x[:, None, :]
     small = diff.abs() < SINC_TAYLOR_BELOW.get(lam.real.dtype, 0.05)
-    d2 = diff * diff
-    taylor = 1.0 - d2 / 6.0 * (1.0 - d2 / 20.0 * (1.0 - d2 / 42.0))
-    sinc = torch.where(small, taylor, torch.sin(diff) / torch.where(small, torch.ones_like(diff), diff))
+    sinc = torch.where(small, _sinc_taylor(diff), torch.sin(diff) / torch.where(small, torch.ones_like(diff), diff))
     h = torch.exp(1j * x)
     return (h[:, :, None] * h[:, None, :]) * sinc * (1j * tau[:, None, None])
 
@@ -159,10 +175,7 @@ class _GeneralEigenPropagation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-        lam, vec = torch.linalg.eig(a)
-        e0 = torch.zeros(a.shape[0], a.shape[-1], 1, dtype=a.dtype, device=a.device)
-        e0[:, 0] = 1.0
-        first = torch.linalg.solve(vec, e0)[..., 0]  # V⁻¹ e_000  [B, N]
+        lam, vec, first = decompose(a, hermitian=False)
         coeff = torch.exp(1j * (tau[:, :, None] * lam[:, None, :])) * first[:, None, :]
         phi = torch.einsum("bgn,btn->btg", vec, coeff)
         ctx.save_for_backward(lam, vec, tau, first, coeff)
