@@ -148,3 +148,33 @@ def test_two_level_thickness_search_finds_the_full_grid_optimum(dataset_file):
     np.testing.assert_array_equal(fast.per_frame, full.per_frame)
     np.testing.assert_allclose(fast.per_frame_wr, full.per_frame_wr, rtol=1e-12)
     assert fast.global_thickness == full.global_thickness
+
+
+def test_thickness_window_over_all_frames_gives_the_global_optimum(dataset_file):
+    """A window that holds every frame pools them all: each frame gets the dataset's best thickness,
+    in the full-grid and in the two-level search."""
+    dataset, _ = dataset_file
+    forward = ForwardModel(dataset.experiment, dataset.truth, g_max=1.2, n_samples=4, selection=None)
+    grid = thickness_grid(100.0, 1100.0, 2.0)
+    for stride in (1, None):
+        alone = thickness_search(forward, grid, coarse_stride=stride)
+        pooled = thickness_search(forward, grid, coarse_stride=stride, window_deg=90.0)
+        np.testing.assert_array_equal(pooled.per_frame, np.full(dataset.experiment.n_frames, alone.global_thickness))
+        assert pooled.global_thickness == alone.global_thickness
+    with pytest.raises(ExperimentError, match="thickness window"):
+        thickness_search(forward, grid, window_deg=float("nan"))
+
+
+def test_thickness_window_recovers_a_noisy_profile(quartz_model):
+    """At a dynamic range of 10² a frame keeps ~3 reflections and its own grid optimum lands on
+    random Pendellösung branches; pooling ±4° of frames recovers the smooth truth far better."""
+    dataset = make_synthetic_dataset(quartz_model, angle_range=(-20.0, 20.0), step_deg=1.0, resolution=1.5,
+                                     n_samples=3, thickness_mean=700.0, dynamic_range=1e2, seed=3)
+    forward = ForwardModel(dataset.experiment, dataset.truth, g_max=1.5, n_samples=3, selection=None)
+    grid = thickness_grid(100.0, 1500.0, 5.0)
+    error = {}
+    for window in (0.0, 4.0):
+        search = thickness_search(forward, grid, coarse_stride=1, window_deg=window)
+        error[window] = float(np.sqrt(np.mean((search.per_frame - dataset.thickness) ** 2)))
+    assert error[4.0] < 0.35 * error[0.0], error  # measured: 408 → 79 Å
+    assert error[4.0] < 120.0, error

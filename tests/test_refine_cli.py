@@ -126,3 +126,27 @@ def test_refine_with_absorption_end_to_end(quartz_model, tmp_path):
     assert summary["settings"]["absorption"] == 0.1 and 0 < summary["wR_all"] < 1
     bad = subprocess.run(base + ["--absorption", "-1"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--absorption must be a number ≥ 0" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_refine_with_pooled_thickness_search_end_to_end(quartz_model, tmp_path):
+    """--thickness-window-deg reaches the preparation: a window over all frames gives every frame
+    the same start thickness; a negative window is refused with a clear message."""
+    from edwidgets.experiment.synthetic import make_synthetic_dataset
+
+    dataset = make_synthetic_dataset(quartz_model, angle_range=(-4.0, 4.0), step_deg=2.0, half_width_deg=1.0,
+                                     resolution=1.0, n_samples=3, thickness_mean=400.0, seed=4)
+    data = dataset.write(tmp_path / "small.cif_pets")
+    out = tmp_path / "out"
+    base = [sys.executable, "-m", "edwidgets", "refine", "--structure", "quartz_P3221", "--data", str(data),
+            "--out", str(out), "--g-max", "1.0", "--samples", "3", "--epochs", "2", "--no-orientation", "--no-su",
+            "--no-refine-orientation", "--selection", "1.0", "0.0"]
+    proc = subprocess.run(base + ["--thickness-window-deg", "90"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert settings["thickness_window_deg"] == 90.0
+    start = settings["preparation"]["thickness_per_frame_A"]
+    assert len(start) == 5 and len(set(start)) == 1
+    assert start[0] == settings["preparation"]["global_thickness_A"]
+    bad = subprocess.run(base + ["--thickness-window-deg", "-2"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--thickness-window-deg must be a number ≥ 0" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
+from ..errors import ExperimentError
 from ..io_utils import atomic_write_bytes
 from ..physics.beams import rotation_matrix
 from .forward import ForwardModel, small_rotation
@@ -80,17 +81,36 @@ class ThicknessSearch:
 COARSE_SPACING_A = 10.0
 
 
+def _pooled(windows: np.ndarray, nums: torch.Tensor) -> torch.Tensor:
+    """Σ over each window's member frames of their wR numerators [frames, grid]; +inf where a member
+    skipped that grid point (a plain matmul would turn 0·inf into NaN)."""
+    member = torch.as_tensor(windows, dtype=nums.dtype)
+    skipped = torch.isinf(nums)
+    total = member @ torch.where(skipped, torch.zeros_like(nums), nums)
+    return torch.where((member @ skipped.to(nums.dtype)) > 0, torch.full_like(total, math.inf), total)
+
+
 def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor | None = None, progress=None,
-                     coarse_stride: int | None = None, couplings: torch.Tensor | None = None) -> ThicknessSearch:
+                     coarse_stride: int | None = None, couplings: torch.Tensor | None = None,
+                     window_deg: float = 0.0) -> ThicknessSearch:
     """Grid search of the thickness, per frame and for the whole dataset (closed-form scales).
 
     ``couplings`` (``forward.couplings(atoms)``) scores another structure than the forward model's.
+
+    ``window_deg`` > 0 pools neighbouring frames: each frame gets the thickness that minimises
+    wR_all over the reflections of all frames within ±``window_deg`` of its angle (each frame
+    keeps its own scale). A frame with a handful of reflections has many near-equal minima on
+    different Pendellösung branches; pooling picks the branch its neighbours agree on, assuming
+    the thickness changes little across the window. Frames without reflections then borrow their
+    neighbours' value. ``per_frame_wr`` stays each frame's own wR at the chosen thickness.
 
     Two levels: every ``coarse_stride``-th grid point first (default: about 10 Å apart), then every
     grid point within one coarse step of each frame's best and of the dataset's best. One
     eigendecomposition per orientation sample serves both levels. ``coarse_stride=1`` evaluates
     the whole grid. ``curve`` is +inf at grid points that were not evaluated.
     """
+    if not (math.isfinite(window_deg) and window_deg >= 0):
+        raise ExperimentError(f"thickness window must be a number of degrees ≥ 0, got {window_deg}")
     grid = thickness_grid() if grid is None else np.asarray(grid, float)
     n_grid = len(grid)
     if coarse_stride is None:
@@ -127,6 +147,9 @@ def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor |
             b = int(torch.argmin(nums[plan.frame]))
             near = np.r_[np.arange(b - coarse_stride, b + coarse_stride + 1),
                          np.arange(g_coarse - coarse_stride, g_coarse + coarse_stride + 1)]
+            if windows is not None:  # also around the pooled optimum of every window holding this frame
+                for w in np.unique(pooled_coarse[windows[:, plan.frame]]):
+                    near = np.r_[near, np.arange(w - coarse_stride, w + coarse_stride + 1)]
             evaluate(plan, eigen, near[(near >= 0) & (near < n_grid)])
 
     plans = [p for p in forward.plans if len(p.rows)]
@@ -134,15 +157,25 @@ def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor |
     if progress is not None:
         eigens = progress(eigens, total=len(plans), desc="thickness search", leave=False)
     eigens = list(eigens)
+    windows = None
+    if window_deg > 0:
+        angles = np.asarray(forward.experiment.frame_angle_deg, float)
+        windows = np.abs(angles[:, None] - angles[None, :]) <= float(window_deg) + 1e-9  # [frame, member]
     if coarse_stride > 1:
         total = nums[[p.frame for p in plans]][:, coarse].sum(0)
         g_coarse = int(coarse[int(torch.argmin(total))])
+        if windows is not None:
+            filled = torch.where(dens[:, None] == 0, torch.zeros_like(nums), nums)[:, coarse]
+            pooled_coarse = coarse[torch.argmin(_pooled(windows, filled), dim=1).numpy()]
         map_frames(fine_pass, zip(plans, eigens), forward.workers)
     del eigens
     empty = dens == 0
     nums[empty] = 0.0
     frame_wr = torch.sqrt(nums / torch.where(empty, torch.ones_like(dens), dens)[:, None])
-    best = torch.argmin(frame_wr, dim=1)
+    if windows is None:
+        best = torch.argmin(frame_wr, dim=1)
+    else:
+        best = torch.argmin(_pooled(windows, nums), dim=1)
     curve = torch.sqrt(nums.sum(0) / dens.sum())
     g = int(torch.argmin(curve))
     return ThicknessSearch(grid=grid, per_frame=grid[best.numpy()], per_frame_wr=frame_wr[torch.arange(len(best)), best].numpy(),
@@ -267,25 +300,28 @@ def preparation_key(forward: ForwardModel, settings: dict) -> str:
 
 def prepare(forward: ForwardModel, *, refine_orientation: bool = True, method: str = "nelder-mead", grid=None,
             cache_dir=None, progress=None, frames=None, max_angle_deg: float | None = DEFAULT_MAX_ANGLE_DEG,
-            max_evaluations: int = DEFAULT_ORIENTATION_EVALUATIONS) -> PreparationResult:
+            max_evaluations: int = DEFAULT_ORIENTATION_EVALUATIONS, thickness_window_deg: float = 0.0) -> PreparationResult:
     """Thickness search, per-frame orientation refinement, then a second thickness search.
 
     With ``cache_dir`` the result is stored under a hash of data, structure and settings and
     reused by later runs. ``progress`` is a tqdm-like callable; ``frames`` limits the
     orientation refinement to some frames (the others keep their file orientation);
     ``max_angle_deg`` bounds each frame's correction (see :func:`refine_frame_orientation`) and
-    ``max_evaluations`` its simplex budget.
+    ``max_evaluations`` its simplex budget; ``thickness_window_deg`` pools neighbouring frames in
+    both thickness searches (see :func:`thickness_search`).
     """
     grid = thickness_grid() if grid is None else np.asarray(grid, float)
     settings = dict(refine_orientation=refine_orientation, method=method, grid=[float(grid[0]), float(grid[-1]), len(grid)],
                     frames=None if frames is None else list(map(int, frames)), max_angle_deg=max_angle_deg,
                     max_evaluations=int(max_evaluations))
+    if thickness_window_deg > 0:  # only when used, so that earlier caches stay valid
+        settings["thickness_window_deg"] = float(thickness_window_deg)
     cache_path = None
     if cache_dir is not None:
         cache_path = Path(cache_dir) / f"prep-{preparation_key(forward, settings)}.npz"
         if cache_path.exists():
             return PreparationResult.load(cache_path)
-    first = thickness_search(forward, grid, progress=progress)
+    first = thickness_search(forward, grid, progress=progress, window_deg=thickness_window_deg)
     n = forward.experiment.n_frames
     rotations = np.tile(np.eye(3), (n, 1, 1))
     before = first.per_frame_wr.copy()
@@ -304,7 +340,8 @@ def prepare(forward: ForwardModel, *, refine_orientation: bool = True, method: s
             results = progress(results, total=len(todo), desc="orientation refinement", leave=False)
         for f, (rotation, wr_before, wr_after) in zip(todo, results):
             rotations[f], before[f], after[f] = rotation, wr_before, wr_after
-        second = thickness_search(forward, grid, torch.as_tensor(rotations, dtype=forward.dtype), progress=progress)
+        second = thickness_search(forward, grid, torch.as_tensor(rotations, dtype=forward.dtype), progress=progress,
+                                  window_deg=thickness_window_deg)
     else:
         second = first
     result = PreparationResult(rotations=rotations, thickness=second.per_frame, global_thickness=second.global_thickness,

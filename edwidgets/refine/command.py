@@ -69,6 +69,9 @@ def refine_from_args(args):
     absorption = float(getattr(args, "absorption", 0.0) or 0.0)
     if not (math.isfinite(absorption) and absorption >= 0):
         raise EdwidgetsError(f"--absorption must be a number ≥ 0, got {absorption}")
+    window_deg = float(getattr(args, "thickness_window_deg", 0.0) or 0.0)
+    if not (math.isfinite(window_deg) and window_deg >= 0):
+        raise EdwidgetsError(f"--thickness-window-deg must be a number ≥ 0, got {window_deg}")
     forward_kw = dict(g_max=args.g_max, sg_max=args.sg_max, n_samples=samples, selection=selection, dtype=dtype,
                       workers=workers, absorption=absorption)
     t0 = time.perf_counter()
@@ -88,7 +91,8 @@ def refine_from_args(args):
             prep_t0 = time.perf_counter()
             prepared = prepare(forward, refine_orientation=not args.no_orientation, progress=tqdm,
                                cache_dir=out / ".cache", max_angle_deg=args.max_orientation_deg or None,
-                               max_evaluations=args.orientation_evaluations)
+                               max_evaluations=args.orientation_evaluations,
+                               thickness_window_deg=window_deg)
             prep_s = time.perf_counter() - prep_t0
             experiment = experiment.with_orientations(np.asarray(experiment.orientations) @ prepared.rotations)
             # beam sets follow the corrected orientations; the scored reflections stay those selected
@@ -128,7 +132,8 @@ def refine_from_args(args):
                 "beams_per_frame_mean": float(forward.beam_counts().mean()), "thickness_model": kind,
                 "dtype": str(dtype).replace("torch.", ""), "lr": args.lr, "lr_groups": lrs,
                 "refined_groups": model.refined_groups(),
-                "max_orientation_deg": args.max_orientation_deg if prepared is not None and not args.no_orientation else None}
+                "max_orientation_deg": args.max_orientation_deg if prepared is not None and not args.no_orientation else None,
+                "thickness_window_deg": window_deg if prepared is not None else None}
     if prepared is not None:
         settings["preparation"] = {"global_thickness_A": float(prepared.global_thickness),
                                    "thickness_per_frame_A": [float(v) for v in prepared.thickness],
@@ -241,6 +246,9 @@ def add_refine_arguments(parser) -> None:
                         help=f"typical thickness (Å) for the automatic number of samples (default {DEFAULT_THICKNESS_HINT:.0f})")
     parser.add_argument("--max-orientation-deg", type=float, default=DEFAULT_MAX_ANGLE_DEG,
                         help="bound of each per-frame orientation-correction angle in preparation (degrees; 0: unbounded)")
+    parser.add_argument("--thickness-window-deg", type=float, default=0.0,
+                        help="pool the preparation's per-frame thickness search over frames within ± this angle "
+                             "(degrees; default 0: each frame alone). Helps sparse or noisy frames.")
     parser.add_argument("--orientation-evaluations", type=int, default=DEFAULT_ORIENTATION_EVALUATIONS,
                         help="Nelder–Mead evaluations per frame in preparation")
     parser.add_argument("--lr-group", action="append", metavar="GROUP=RATE",
