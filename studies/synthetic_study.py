@@ -59,7 +59,8 @@ PAPER_TABLE1 = {
     "cspbbr3": {"kinematic": (0.607, 0.0575, 0.0392), "single": (0.121, 0.0080, 0.0160), "nn": (0.020, 0.0004, 0.0011)},
     "paracetamol": {"kinematic": (0.323, 0.0136, 0.0096), "single": (0.0279, 0.0007, 0.0009), "nn": (0.014, 0.0006, 0.0002)},
 }
-MODEL_LABELS = {"kinematic": "Kinematical (t = 10 Å)", "single": "Dynamical, single thickness", "nn": "ThicknessNN"}
+MODEL_LABELS = {"kinematic": "Kinematical (t = 10 Å)", "single": "Dynamical, single thickness", "nn": "ThicknessNN",
+                "nn-quadratic": "ThicknessNN + quadratic prior"}
 
 #: Dataset scale per structure (ours; the paper's is larger: see RESULTS.md). ``adp``: "iso" makes an
 #: isotropic truth from U_eq; "aniso" keeps the CIF's anisotropic U and refines anisotropic U from
@@ -109,12 +110,14 @@ def build_dataset(name: str, *, profile: str, dynamic_range: float, seed: int, q
     return ds, scale
 
 
-def grid_search(forward, crystal, grid=GRID_A) -> tuple[np.ndarray, np.ndarray]:
+def grid_search(forward, crystal, grid=GRID_A, window_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Best constant thickness of every frame on the whole ``grid`` (per-frame wR_all with its
-    closed-form scale) for ``crystal``, by the preparation's search. Returns (t_best, wR_best);
-    frames without reflections get the mean thickness and wR NaN."""
+    closed-form scale) for ``crystal``, by the preparation's search, optionally pooled over frames
+    within ±``window_deg``. Returns (t_best, wR_best); frames without reflections get the mean
+    thickness and wR NaN."""
     with torch.no_grad():
-        search = thickness_search(forward, grid, coarse_stride=1, couplings=forward.couplings(crystal.expand()))
+        search = thickness_search(forward, grid, coarse_stride=1, couplings=forward.couplings(crystal.expand()),
+                                  window_deg=window_deg)
     best, best_wr = search.per_frame.astype(float), search.per_frame_wr.astype(float)
     missing = np.array([len(p.rows) == 0 for p in forward.plans])
     if missing.any():  # frames without reflections: borrow the mean
@@ -177,48 +180,73 @@ def site_errors(truth, refined) -> list[dict]:
 
 def refine(forward, truth, start, angles, *, kind: str, t_init, anisotropic: bool | None, epochs: int,
            optimizer: str, lr_preset: str, threads: int, desc: str, seed: int = 0, lbfgs_lr: float = 1.0,
-           max_seconds: float | None = None) -> dict:
-    """One refinement; returns a JSON-ready record (history and final metrics)."""
+           max_seconds: float | None = None, research_after: int = 0, window_deg: float = 10.0) -> dict:
+    """One refinement; returns a JSON-ready record (history and final metrics).
+
+    ``research_after`` > 0 splits the run in two: after that many epochs the thickness is searched
+    again on the grid with the structure reached so far, pooled over ±``window_deg`` of frames
+    (:func:`grid_search`), the thickness model is re-fitted to that profile, and the remaining
+    epochs run from there (fresh optimizer state and lr schedule).
+    """
     from tqdm.auto import tqdm
 
     preset = LR_PRESETS[lr_preset]
-    thickness = make_thickness_model(kind if kind != "single" else "constant", angles, t_init, seed=seed, fit_steps=200)
-    model = RefinementModel(start, angles, anisotropic=anisotropic, thickness_model=thickness,
-                            refine={"thickness": kind != "kinematic"})
     lr = preset["lr"] if optimizer != "lbfgs" else lbfgs_lr
-    job = RefinementJob(forward, model, n_epochs=epochs, optimizer=optimizer, lr=lr,
-                        lrs=preset["lrs"] if optimizer != "lbfgs" else None, threads=threads, seed=seed, name=desc)
+    stages = [epochs] if not research_after else [research_after, epochs - research_after]
+    crystal, t_start, research_profile = start, t_init, None
+    wr_hist, sec_hist, rmsd, adp, wall = [], [], [], [], []
+    done_epochs, elapsed = 0, 0.0
     bar = tqdm(total=epochs, desc=desc, unit="ep", mininterval=5.0, file=sys.stdout)
-    rec = EpochRecorder(job, truth, schedule=preset["schedule"], bar=bar)
-    unsubscribe = job.subscribe(rec)
-    unsub_stop = None
-    if max_seconds is not None:  # a wall-time budget (L-BFGS epochs cost many evaluations)
-        def stopper(snap):
-            if snap.state is JobState.RUNNING and snap.elapsed_s > max_seconds:
-                job.stop()
-        unsub_stop = job.subscribe(stopper)
-    try:
-        result = job.run()
-    finally:
-        unsubscribe()
-        if unsub_stop is not None:
-            unsub_stop()
-        bar.close()
-    refined = result.crystal
-    hist = result.history
-    return {
+    for stage, n_epochs in enumerate(stages):
+        if stage:
+            t_start, _ = grid_search(forward, crystal, window_deg=window_deg)
+            research_profile = t_start
+        thickness = make_thickness_model(kind if kind != "single" else "constant", angles, t_start, seed=seed,
+                                         fit_steps=200)
+        model = RefinementModel(crystal, angles, anisotropic=anisotropic, thickness_model=thickness,
+                                refine={"thickness": kind != "kinematic"})
+        job = RefinementJob(forward, model, n_epochs=n_epochs, optimizer=optimizer, lr=lr,
+                            lrs=preset["lrs"] if optimizer != "lbfgs" else None, threads=threads, seed=seed, name=desc)
+        rec = EpochRecorder(job, truth, schedule=preset["schedule"], bar=bar)
+        unsubscribe = job.subscribe(rec)
+        unsub_stop = None
+        if max_seconds is not None:  # a wall-time budget (L-BFGS epochs cost many evaluations)
+            def stopper(snap, job=job, spent=elapsed):
+                if snap.state is JobState.RUNNING and spent + snap.elapsed_s > max_seconds:
+                    job.stop()
+            unsub_stop = job.subscribe(stopper)
+        try:
+            result = job.run()
+        finally:
+            unsubscribe()
+            if unsub_stop is not None:
+                unsub_stop()
+        crystal = result.crystal
+        wr_hist += [float(v) for v in result.history["wR_all"]]
+        sec_hist += [float(v) for v in result.history["seconds"]]
+        rmsd += rec.rmsd
+        adp += rec.adp
+        wall += [elapsed + w for w in rec.wall]
+        best_epoch = done_epochs + int(result.best_epoch)
+        done_epochs += int(result.epochs)
+        elapsed += float(result.elapsed_s)
+    bar.close()
+    record = {
         "kind": kind, "optimizer": optimizer, "lr_preset": lr_preset, "lr": lr, "lrs": preset["lrs"] if optimizer != "lbfgs" else {},
-        "schedule": preset["schedule"] if optimizer != "lbfgs" else "none", "epochs": int(result.epochs),
-        "best_epoch": int(result.best_epoch), "wR_all": float(result.wr_all), "R_obs": float(result.r_obs),
+        "schedule": preset["schedule"] if optimizer != "lbfgs" else "none", "epochs": done_epochs,
+        "best_epoch": best_epoch, "wR_all": float(result.wr_all), "R_obs": float(result.r_obs),
         "N_obs": int(result.report["N_obs"]), "N_all": int(result.report["N_all"]),
-        "rmsd": asu_rmsd(truth, refined), "adp": adp_frobenius(truth, refined), "sites": site_errors(truth, refined),
-        "history": {"wR_all": [float(v) for v in hist["wR_all"]], "seconds": [float(v) for v in hist["seconds"]],
-                    "rmsd": rec.rmsd, "adp": rec.adp, "wall": rec.wall},
+        "rmsd": asu_rmsd(truth, crystal), "adp": adp_frobenius(truth, crystal), "sites": site_errors(truth, crystal),
+        "history": {"wR_all": wr_hist, "seconds": sec_hist, "rmsd": rmsd, "adp": adp, "wall": wall},
         "thickness": [float(v) for v in result.thickness],
         "thickness_model": result.settings.get("thickness_model"),
-        "elapsed_s": float(result.elapsed_s),
+        "elapsed_s": elapsed,
         "n_refined": int(model.n_refined()),
     }
+    if research_after:
+        record["research"] = {"after_epochs": int(research_after), "window_deg": float(window_deg),
+                              "profile": [float(v) for v in research_profile]}
+    return record
 
 
 def run_structure(name: str, args, *, study: str, delta: float, models, profile: str = "smooth_random",
@@ -259,11 +287,12 @@ def run_structure(name: str, args, *, study: str, delta: float, models, profile:
         for opt in optimizers:
             # single: the mean of the per-frame grid search (Fig. S3), then refined; NN: warm-started flat at the
             # grid's median (the per-frame optimum of a 0.2 Å start model is too erratic to fit a profile to)
-            t_init = float(np.median(t_grid)) if kind == "nn" else float(np.mean(t_grid))
+            t_init = float(np.median(t_grid)) if kind.startswith("nn") else float(np.mean(t_grid))
             rec = refine(forward, truth, start, angles, kind=kind, t_init=t_init, anisotropic=anisotropic,
                          epochs=args.epochs, optimizer=opt, lr_preset=args.lr_preset if opt != "lbfgs" else "paper",
                          threads=args.threads, desc=f"{name} {kind} {opt}", seed=args.seed,
-                         max_seconds=args.max_seconds)
+                         max_seconds=args.max_seconds, research_after=args.research_after,
+                         window_deg=args.window_deg)
             rec.update(info)
             rec["thickness_rms_error"] = float(np.sqrt(np.mean((np.asarray(rec["thickness"]) - ds.thickness) ** 2)))
             if opt == "lbfgs" or len(optimizers) > 1:
@@ -343,7 +372,7 @@ def table_models(runs: list[dict], paper: bool) -> str:
     if paper:
         head += " paper wR / RMSD / ADP |"
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
-    order = {"kinematic": 0, "single": 1, "nn": 2}
+    order = {"kinematic": 0, "single": 1, "nn": 2, "nn-quadratic": 3}
     for r in sorted(runs, key=lambda r: (r["structure"], r["delta"], r["profile"], order.get(r["kind"], 9))):
         row = (f"| {r['structure']} | {r['delta']:g} | {MODEL_LABELS.get(r['kind'], r['kind'])} | {fmt(r['wR_all'])} | "
                f"{fmt(r['rmsd'], 5)} | {fmt(r['adp'], 5)} | {t_err_text(r)} | {r['epochs']} ({r['best_epoch']}) | "
@@ -379,7 +408,7 @@ def compare_to_paper(ours: float, paper: float) -> str:
 def summary_table() -> str:
     """Table 1 next to the paper: baselines from ``table1``, ThicknessNN from every Table-1 variant
     (``table1`` and ``table1_*`` run folders), with whether each NN metric is at or below the paper's."""
-    order = {"kinematic": 0, "single": 1, "nn": 2}
+    order = {"kinematic": 0, "single": 1, "nn": 2, "nn-quadratic": 3}
     rows = ["| structure | model | variant | wR_all | ASU RMSD (Å) | ADP Frob. (Å²) | paper wR / RMSD / ADP | ≤ paper (wR/RMSD/ADP) |",
             "|---|---|---|---|---|---|---|---|"]
     folders = sorted(p for p in RUNS.glob("table1*") if p.is_dir())
@@ -406,7 +435,7 @@ def plot_study(study: str, runs: list[dict], suffix: str = "") -> list[Path]:
 
     FIGURES.mkdir(parents=True, exist_ok=True)
     paths = []
-    colours = {"kinematic": "tab:red", "single": "tab:orange", "nn": "tab:blue"}
+    colours = {"kinematic": "tab:red", "single": "tab:orange", "nn": "tab:blue", "nn-quadratic": "tab:green"}
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault((r["structure"], r["delta"], r["profile"], r["dynamic_range"]), []).append(r)
@@ -501,16 +530,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", choices=("table1", "starts", "sine", "noise", "optimizers"))
     ap.add_argument("--structures", nargs="+", default=None, choices=sorted(SCALES))
-    ap.add_argument("--models", nargs="+", default=None, choices=("kinematic", "single", "nn"))
+    ap.add_argument("--models", nargs="+", default=None, choices=tuple(MODEL_LABELS))
     ap.add_argument("--delta", nargs="+", type=float, default=None, help="start displacement(s), Å")
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--lr-preset", default="tuned", choices=sorted(LR_PRESETS))
     ap.add_argument("--lrs", default=None, help="override the tuned per-group rates, e.g. positions=6e-3,adp=2e-3")
-    ap.add_argument("--set", default=None, help="dataset scale overrides, e.g. resolution=1.0,sg_max=0.008")
+    ap.add_argument("--set", default=None, help="dataset scale overrides, e.g. resolution=1.0,sg_max=0.008,angle_range=-60:60")
     ap.add_argument("--tag", default="", help="suffix of the run files (variants of one study)")
     ap.add_argument("--amplitude", type=float, default=0.3, help="relative thickness variation of the profile")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=None, help="stop a refinement after this much optimizer time")
+    ap.add_argument("--research-after", type=int, default=0,
+                    help="after this many epochs, search the thickness again with the structure so far, pooled "
+                         "over ±--window-deg of frames, re-fit the thickness model and run the remaining epochs")
+    ap.add_argument("--window-deg", type=float, default=10.0, help="frame window of --research-after (degrees)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="tiny datasets for a smoke run (run files tagged _quick)")
     ap.add_argument("--report", action="store_true", help="after running, print the table, append to RESULTS.md, plot")
@@ -526,7 +559,8 @@ def main(argv=None) -> int:
     for name in SCALES:
         for kv in (args.set.split(",") if args.set else []):
             k, v = kv.split("=")
-            SCALE_OVERRIDES.setdefault(name, {})[k] = float(v) if k != "adp" else v
+            value = v if k == "adp" else tuple(float(x) for x in v.split(":")) if ":" in v else float(v)
+            SCALE_OVERRIDES.setdefault(name, {})[k] = value
     if args.lrs:
         LR_PRESETS[args.lr_preset] = dict(LR_PRESETS[args.lr_preset], lrs=dict(
             LR_PRESETS[args.lr_preset]["lrs"], **{k: float(v) for k, v in (kv.split("=") for kv in args.lrs.split(","))}))
