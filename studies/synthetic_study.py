@@ -140,8 +140,11 @@ def wr_at_truth(forward, truth, thickness) -> float:
 class EpochRecorder:
     """Snapshot listener: per-epoch ASU RMSD and ADP norm to the truth, optional lr schedule."""
 
-    def __init__(self, job, truth, *, schedule: str = "none", floor: float = 0.05, bar=None):
+    def __init__(self, job, truth, *, schedule: str = "none", floor: float = 0.05, bar=None,
+                 epoch_offset: int = 0, total_epochs: int | None = None):
         self.truth, self.job, self.schedule, self.floor, self.bar = truth, job, schedule, floor, bar
+        # a later stage of a split run continues the schedule where the earlier one left it
+        self.epoch_offset, self.total_epochs = epoch_offset, total_epochs or job.n_epochs
         self.base_lr = [g["lr"] for g in job.optimizer.param_groups]
         self.rmsd: list[float] = []
         self.adp: list[float] = []
@@ -152,6 +155,14 @@ class EpochRecorder:
         sites = [Site(a.label, a.element, a.frac, s.occupancy, a.u_iso, a.u_aniso) for a, s in zip(atoms, self.truth.sites)]
         return self.truth.replace(sites=sites)
 
+    def apply_schedule(self, epoch: int) -> None:
+        """Set the optimizer's rates for ``epoch`` of this job (cosine decay to ``floor``)."""
+        if self.schedule == "cosine" and self.job.optimizer_name != "lbfgs":
+            frac = min((self.epoch_offset + epoch) / max(self.total_epochs, 1), 1.0)
+            factor = self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * frac))
+            for g, base in zip(self.job.optimizer.param_groups, self.base_lr):
+                g["lr"] = base * factor
+
     def __call__(self, snap) -> None:
         if snap.state is not JobState.RUNNING and snap.state is not JobState.STOPPING:
             return
@@ -159,11 +170,7 @@ class EpochRecorder:
         self.rmsd.append(asu_rmsd(self.truth, crystal))
         self.adp.append(adp_frobenius(self.truth, crystal))
         self.wall.append(time.perf_counter() - self.t0)
-        if self.schedule == "cosine" and self.job.optimizer_name != "lbfgs":
-            frac = min(snap.epoch / max(self.job.n_epochs, 1), 1.0)
-            factor = self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * frac))
-            for g, base in zip(self.job.optimizer.param_groups, self.base_lr):
-                g["lr"] = base * factor
+        self.apply_schedule(snap.epoch)
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix({"wR": f"{snap.wr_all:.4f}", "rmsd": f"{self.rmsd[-1]:.4f}"}, refresh=False)
@@ -207,7 +214,9 @@ def refine(forward, truth, start, angles, *, kind: str, t_init, anisotropic: boo
                                 refine={"thickness": kind != "kinematic"})
         job = RefinementJob(forward, model, n_epochs=n_epochs, optimizer=optimizer, lr=lr,
                             lrs=preset["lrs"] if optimizer != "lbfgs" else None, threads=threads, seed=seed, name=desc)
-        rec = EpochRecorder(job, truth, schedule=preset["schedule"], bar=bar)
+        rec = EpochRecorder(job, truth, schedule=preset["schedule"], bar=bar, epoch_offset=done_epochs,
+                            total_epochs=epochs)
+        rec.apply_schedule(0)  # the first step of a later stage already takes the continued rate
         unsubscribe = job.subscribe(rec)
         unsub_stop = None
         if max_seconds is not None:  # a wall-time budget (L-BFGS epochs cost many evaluations)
