@@ -187,13 +187,17 @@ def site_errors(truth, refined) -> list[dict]:
 
 def refine(forward, truth, start, angles, *, kind: str, t_init, anisotropic: bool | None, epochs: int,
            optimizer: str, lr_preset: str, threads: int, desc: str, seed: int = 0, lbfgs_lr: float = 1.0,
-           max_seconds: float | None = None, research_after: int = 0, window_deg: float = 10.0) -> dict:
+           max_seconds: float | None = None, research_after: int = 0, window_deg: float = 10.0,
+           uncertainties: bool = False) -> dict:
     """One refinement; returns a JSON-ready record (history and final metrics).
 
     ``research_after`` > 0 splits the run in two: after that many epochs the thickness is searched
     again on the grid with the structure reached so far, pooled over ±``window_deg`` of frames
     (:func:`grid_search`), the thickness model is re-fitted to that profile, and the remaining
-    epochs run from there (fresh optimizer state and lr schedule).
+    epochs run from there (fresh optimizer state, the lr schedule continued).
+
+    ``uncertainties``: s.u. of positions and ADPs at the optimum (least-squares normal matrix), and
+    from them the ASU RMSD that counting noise alone predicts (:func:`predicted_errors`).
     """
     from tqdm.auto import tqdm
 
@@ -213,7 +217,8 @@ def refine(forward, truth, start, angles, *, kind: str, t_init, anisotropic: boo
         model = RefinementModel(crystal, angles, anisotropic=anisotropic, thickness_model=thickness,
                                 refine={"thickness": kind != "kinematic"})
         job = RefinementJob(forward, model, n_epochs=n_epochs, optimizer=optimizer, lr=lr,
-                            lrs=preset["lrs"] if optimizer != "lbfgs" else None, threads=threads, seed=seed, name=desc)
+                            lrs=preset["lrs"] if optimizer != "lbfgs" else None, threads=threads, seed=seed, name=desc,
+                            uncertainties=uncertainties and stage == len(stages) - 1)
         rec = EpochRecorder(job, truth, schedule=preset["schedule"], bar=bar, epoch_offset=done_epochs,
                             total_epochs=epochs)
         rec.apply_schedule(0)  # the first step of a later stage already takes the continued rate
@@ -252,10 +257,38 @@ def refine(forward, truth, start, angles, *, kind: str, t_init, anisotropic: boo
         "elapsed_s": elapsed,
         "n_refined": int(model.n_refined()),
     }
+    if uncertainties:
+        record["su"] = predicted_errors(truth, crystal, model, result.uncertainties)
     if research_after:
         record["research"] = {"after_epochs": int(research_after), "window_deg": float(window_deg),
                               "profile": [float(v) for v in research_profile]}
     return record
+
+
+def predicted_errors(truth, refined, model, su) -> dict:
+    """Per-site position errors against what the s.u. predict: E|Δr|² = trace of the site's Cartesian
+    covariance (positions block, mapped by the ASU's free-direction basis and the cell). The predicted
+    ASU RMSD is sqrt(mean over sites of that trace); calibrated s.u. and an error limited by counting
+    noise give a measured/predicted ratio near 1."""
+    if su is None:
+        return {"error": "s.u. not computed"}
+    pos = [i for i, n in enumerate(su.parameter_names) if n.startswith("positions[")]
+    basis = model.asu.position_basis.detach().cpu().numpy()
+    c_frac = basis @ su.covariance[np.ix_(pos, pos)] @ basis.T
+    orth = truth.real_basis()
+    expected = np.array([np.trace(orth @ c_frac[3 * i:3 * i + 3, 3 * i:3 * i + 3] @ orth.T)
+                         for i in range(len(truth.sites))])
+    measured = np.array([e["dr"] for e in site_errors(truth, refined)])
+    hydrogen = np.array([s.element == "H" for s in truth.sites])
+    out = {"predicted_rmsd": float(np.sqrt(expected.mean())), "measured_rmsd": float(np.sqrt(np.mean(measured ** 2))),
+           "goodness_of_fit": su.goodness_of_fit,
+           "sites": [{"label": s.label, "error_A": float(m), "predicted_A": float(np.sqrt(e))}
+                     for s, m, e in zip(truth.sites, measured, expected)]}
+    for name, mask in (("non_h", ~hydrogen), ("h", hydrogen)):
+        if mask.any():
+            out[f"predicted_rmsd_{name}"] = float(np.sqrt(expected[mask].mean()))
+            out[f"measured_rmsd_{name}"] = float(np.sqrt(np.mean(measured[mask] ** 2)))
+    return out
 
 
 def run_structure(name: str, args, *, study: str, delta: float, models, profile: str = "smooth_random",
@@ -301,7 +334,7 @@ def run_structure(name: str, args, *, study: str, delta: float, models, profile:
                          epochs=args.epochs, optimizer=opt, lr_preset=args.lr_preset if opt != "lbfgs" else "paper",
                          threads=args.threads, desc=f"{name} {kind} {opt}", seed=args.seed,
                          max_seconds=args.max_seconds, research_after=args.research_after,
-                         window_deg=args.window_deg)
+                         window_deg=args.window_deg, uncertainties=args.su)
             rec.update(info)
             rec["thickness_rms_error"] = float(np.sqrt(np.mean((np.asarray(rec["thickness"]) - ds.thickness) ** 2)))
             if opt == "lbfgs" or len(optimizers) > 1:
@@ -315,6 +348,22 @@ def run_structure(name: str, args, *, study: str, delta: float, models, profile:
                   f"{np.mean(rec['history']['seconds']):.2f} s/epoch, best epoch {rec['best_epoch']})", flush=True)
             records.append(rec)
     return records
+
+
+def table_su(runs: list[dict]) -> str:
+    """Measured ASU RMSD against the one the s.u. predict (runs made with --su)."""
+    rows = ["| structure | model | measured RMSD (Å) | predicted from s.u. (Å) | ratio | non-H measured / predicted (Å) "
+            "| H measured / predicted (Å) | goodness of fit |", "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        su = r.get("su")
+        if not su or "predicted_rmsd" not in su:
+            continue
+        pair = lambda k: (f"{su[f'measured_rmsd_{k}']:.5f} / {su[f'predicted_rmsd_{k}']:.5f}"  # noqa: E731
+                          if f"predicted_rmsd_{k}" in su else "—")
+        rows.append(f"| {r['structure']} | {MODEL_LABELS.get(r['kind'], r['kind'])} | {su['measured_rmsd']:.5f} | "
+                    f"{su['predicted_rmsd']:.5f} | {su['measured_rmsd'] / su['predicted_rmsd']:.2f} | {pair('non_h')} | "
+                    f"{pair('h')} | {su['goodness_of_fit']:.2f} |")
+    return "\n".join(rows) if len(rows) > 2 else ""
 
 
 def time_to_threshold(rec: dict, threshold: float) -> dict:
@@ -511,6 +560,10 @@ def report(study: str, args, note: str = "") -> str:
         print(f"no run files under {RUNS / study}")
         return ""
     table = table_optimizers(runs) if study.startswith("optimizers") else table_models(runs, paper=study.startswith("table1"))
+    su_table = table_su(runs)
+    if su_table:
+        table += "\n\nStandard uncertainties at the optimum (normal matrix of the wR_all weights, scaled by the "\
+                 "goodness of fit) and the ASU RMSD they predict, sqrt(mean over sites of trace(Cartesian covariance)):\n\n" + su_table
     suffix = "_quick" if args.quick else ""
     figs = plot_study(study, runs, suffix)
     print("\n" + table)
@@ -553,6 +606,8 @@ def main(argv=None) -> int:
                     help="after this many epochs, search the thickness again with the structure so far, pooled "
                          "over ±--window-deg of frames, re-fit the thickness model and run the remaining epochs")
     ap.add_argument("--window-deg", type=float, default=10.0, help="frame window of --research-after (degrees)")
+    ap.add_argument("--su", action="store_true",
+                    help="standard uncertainties at the optimum and the ASU RMSD they predict (run file key 'su')")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="tiny datasets for a smoke run (run files tagged _quick)")
     ap.add_argument("--report", action="store_true", help="after running, print the table, append to RESULTS.md, plot")
