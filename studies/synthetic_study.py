@@ -61,6 +61,7 @@ PAPER_TABLE1 = {
 }
 MODEL_LABELS = {"kinematic": "Kinematical (t = 10 Å)", "single": "Dynamical, single thickness", "nn": "ThicknessNN",
                 "nn-quadratic": "ThicknessNN + quadratic prior"}
+MODEL_ORDER = {kind: i for i, kind in enumerate(MODEL_LABELS)}  # table rows: baselines first
 
 #: Dataset scale per structure (ours; the paper's is larger: see RESULTS.md). ``adp``: "iso" makes an
 #: isotropic truth from U_eq; "aniso" keeps the CIF's anisotropic U and refines anisotropic U from
@@ -430,8 +431,7 @@ def table_models(runs: list[dict], paper: bool) -> str:
     if paper:
         head += " paper wR / RMSD / ADP |"
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
-    order = {"kinematic": 0, "single": 1, "nn": 2, "nn-quadratic": 3}
-    for r in sorted(runs, key=lambda r: (r["structure"], r["delta"], r["profile"], order.get(r["kind"], 9))):
+    for r in sorted(runs, key=lambda r: (r["structure"], r["delta"], r["profile"], MODEL_ORDER.get(r["kind"], 9))):
         row = (f"| {r['structure']} | {r['delta']:g} | {MODEL_LABELS.get(r['kind'], r['kind'])} | {fmt(r['wR_all'])} | "
                f"{fmt(r['rmsd'], 5)} | {fmt(r['adp'], 5)} | {t_err_text(r)} | {r['epochs']} ({r['best_epoch']}) | "
                f"{np.mean(r['history']['seconds']):.2f} | {lr_text(r)} |")
@@ -466,7 +466,6 @@ def compare_to_paper(ours: float, paper: float) -> str:
 def summary_table() -> str:
     """Table 1 next to the paper: baselines from ``table1``, ThicknessNN from every Table-1 variant
     (``table1`` and ``table1_*`` run folders), with whether each NN metric is at or below the paper's."""
-    order = {"kinematic": 0, "single": 1, "nn": 2, "nn-quadratic": 3}
     rows = ["| structure | model | variant | wR_all | ASU RMSD (Å) | ADP Frob. (Å²) | paper wR / RMSD / ADP | ≤ paper (wR/RMSD/ADP) |",
             "|---|---|---|---|---|---|---|---|"]
     folders = sorted(p for p in RUNS.glob("table1*") if p.is_dir())
@@ -477,7 +476,7 @@ def summary_table() -> str:
             if folder.name != "table1" and r["kind"] != "nn":
                 continue
             runs.append((variant, r))
-    for variant, r in sorted(runs, key=lambda vr: (vr[1]["structure"], order[vr[1]["kind"]], vr[0])):
+    for variant, r in sorted(runs, key=lambda vr: (vr[1]["structure"], MODEL_ORDER[vr[1]["kind"]], vr[0])):
         p = PAPER_TABLE1[r["structure"]][r["kind"]]
         ours = (r["wR_all"], r["rmsd"], r["adp"])
         met = "/".join(compare_to_paper(o, t) for o, t in zip(ours, p)) if r["kind"] == "nn" else "—"

@@ -157,6 +157,8 @@ def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor |
     if progress is not None:
         eigens = progress(eigens, total=len(plans), desc="thickness search", leave=False)
     eigens = list(eigens)
+    empty = dens == 0  # frames without reflections: numerator 0, so they add nothing to a window
+    nums[empty] = 0.0
     windows = None
     if window_deg > 0:
         angles = np.asarray(forward.experiment.frame_angle_deg, float)
@@ -165,12 +167,9 @@ def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor |
         total = nums[[p.frame for p in plans]][:, coarse].sum(0)
         g_coarse = int(coarse[int(torch.argmin(total))])
         if windows is not None:
-            filled = torch.where(dens[:, None] == 0, torch.zeros_like(nums), nums)[:, coarse]
-            pooled_coarse = coarse[torch.argmin(_pooled(windows, filled), dim=1).numpy()]
+            pooled_coarse = coarse[torch.argmin(_pooled(windows, nums[:, coarse]), dim=1).numpy()]
         map_frames(fine_pass, zip(plans, eigens), forward.workers)
     del eigens
-    empty = dens == 0
-    nums[empty] = 0.0
     frame_wr = torch.sqrt(nums / torch.where(empty, torch.ones_like(dens), dens)[:, None])
     if windows is None:
         best = torch.argmin(frame_wr, dim=1)
