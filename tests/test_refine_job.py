@@ -175,3 +175,23 @@ def test_bad_settings_raise_clear_errors(setup):
         make_thickness_model("cubic", [0.0, 1.0])
     with pytest.raises(EdwidgetsError, match="validation"):
         make_job(setup, validation_frames=[0, 1, 2, 3, 4])
+
+
+def test_frame_mean_loss_is_the_mean_of_the_frames_own_wr(setup):
+    """The paper averages the loss over rotations: each frame's wR (own scale), then the mean."""
+    job = make_job(setup, n_epochs=5, lr=3e-3, loss="frame_mean")
+    with torch.no_grad():
+        ev = job.objective.evaluate()
+    obs = job.objective.obs
+    w, i_o = obs.weight.numpy(), obs.i_obs.numpy()
+    i_c, frames = ev.i_calc.numpy(), obs.frame_index.numpy()
+    per_frame = [np.sqrt(np.sum((w[m] * (i_o[m] - i_c[m])) ** 2) / np.sum((w[m] * i_o[m]) ** 2))
+                 for m in (frames == f for f in np.unique(frames))]
+    assert float(ev.loss) == pytest.approx(np.mean(per_frame), rel=1e-12)
+    overall = np.sqrt(np.sum((w * (i_o - i_c)) ** 2) / np.sum((w * i_o) ** 2))
+    assert abs(float(ev.loss) - overall) > 1e-4 * overall  # a different objective from wR_all
+    result = job.run()
+    assert job.best["score"] < float(ev.loss)  # best epoch chosen on this loss
+    assert result.settings["loss"] == "frame_mean"
+    with pytest.raises(EdwidgetsError, match="unknown loss"):
+        make_job(setup, loss="chi2")

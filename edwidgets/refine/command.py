@@ -143,7 +143,8 @@ def refine_from_args(args):
                                    "seconds": prep_s}
     job = RefinementJob(forward, model, n_epochs=args.epochs, optimizer=args.optimizer, lr=args.lr, lrs=lrs,
                         validation_frames=validation, patience=args.patience if n_val else None,
-                        threads=threads, uncertainties=not args.no_su, settings=settings)
+                        threads=threads, uncertainties=not args.no_su, settings=settings,
+                        loss=getattr(args, "loss", "wr-all").replace("-", "_"))
     print(f"{forward.n_reflections} reflections ({forward.observations.n_obs} observed), {experiment.n_frames} frames, "
           f"{forward.beam_counts().mean():.0f} beams and {forward.n_samples} samples per frame; "
           f"{model.n_refined(('positions', 'adp'))} structural parameters; set-up {setup_s:.1f} s")
@@ -231,6 +232,9 @@ def add_refine_arguments(parser) -> None:
                         default=DEFAULT_THICKNESS_MODEL,
                         help="thickness model (default per-frame: one thickness per frame, started at the grid search's "
                              "optimum; 'nn' is the paper's ThicknessNN)")
+    parser.add_argument("--loss", choices=("wr-all", "frame-mean"), default="wr-all",
+                        help="refinement loss: wR_all over every reflection (default), or the mean of the frames' "
+                             "own wR (every frame weighs the same; the paper averages over rotations)")
     parser.add_argument("--kinematic", action="store_true", help="kinematical baseline: thickness fixed at 10 Å")
     parser.add_argument("--thickness", type=float, default=1000.0, help="start thickness without preparation (Å)")
     parser.add_argument("--thickness-min", type=float, default=50.0, help="ThicknessNN lower bound (Å)")

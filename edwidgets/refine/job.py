@@ -69,6 +69,8 @@ class RefinementJob(SnapshotBroadcaster):
         threads: ``torch.set_num_threads`` in the worker (default: the cores not used by the forward
             model's frame workers, i.e. 1 when it runs one frame per core).
         uncertainties: compute standard uncertainties of positions and ADPs at the end.
+        loss: "wr_all" (wR_all of every training reflection) or "frame_mean" (the mean of the
+            frames' own wR, the paper's average over rotations); see :mod:`.objective`.
     """
 
     parameter_groups = PARAMETER_GROUPS
@@ -77,7 +79,7 @@ class RefinementJob(SnapshotBroadcaster):
                  lr: float = 1e-3, lrs: dict[str, float] | None = None, weight_decay: float = 0.0,
                  validation_frames=None, patience: int | None = None, threads: int | None = None,
                  uncertainties: bool = False, seed: int = 0, name: str = "refinement",
-                 settings: dict[str, Any] | None = None):
+                 settings: dict[str, Any] | None = None, loss: str = "wr_all"):
         if int(n_epochs) < 1:
             raise RefinementError(f"n_epochs must be ≥ 1, got {n_epochs}")
         if optimizer not in OPTIMIZERS:
@@ -88,7 +90,7 @@ class RefinementJob(SnapshotBroadcaster):
             raise RefinementError("early stopping (patience) needs patience ≥ 1 and validation frames")
         self.forward = forward
         self.model = model
-        self.objective = Objective(forward, model, validation_frames=validation_frames)
+        self.objective = Objective(forward, model, validation_frames=validation_frames, loss=loss)
         self.n_epochs = int(n_epochs)
         self.optimizer_name = optimizer
         self.lr = float(lr)
@@ -502,7 +504,7 @@ class RefinementJob(SnapshotBroadcaster):
             counts = np.bincount(self.forward.frame_index.cpu().numpy(), minlength=self.forward.experiment.n_frames)
             settings = {
                 "optimizer": self.optimizer_name, "lr": self.lr, "lrs": dict(self.lrs), "n_epochs": self.n_epochs,
-                "weight_decay": self.weight_decay, "threads": self.threads, "seed": self.seed,
+                "loss": self.objective.loss, "weight_decay": self.weight_decay, "threads": self.threads, "seed": self.seed,
                 "refined_groups": self.model.refined_groups(),
                 "validation_frames": [int(v) for v in self.objective.validation_frames],
                 "patience": self.patience, "thickness_model": self.model.thickness.describe(),
@@ -554,7 +556,8 @@ class RefinementJob(SnapshotBroadcaster):
                            "lrs": dict(self.lrs), "weight_decay": self.weight_decay,
                            "validation_frames": [int(v) for v in self.objective.validation_frames],
                            "patience": self.patience, "threads": self.threads, "seed": self.seed,
-                           "uncertainties": self.compute_uncertainties, "name": self.name},
+                           "uncertainties": self.compute_uncertainties, "name": self.name,
+                           "loss": self.objective.loss},
             }
             buffer = io.BytesIO()
             torch.save(payload, buffer)

@@ -2,7 +2,10 @@
 
 Per evaluation: thickness of every frame from the thickness model at the frame angles, the
 unscaled I_calc of every scored reflection from the forward model, closed-form per-frame scales
-(the least-squares optimum for that frame), and wR_all over the training frames as the loss.
+(the least-squares optimum for that frame), and wR_all over the training frames as the loss
+(``loss="wr_all"``), or the mean over frames of each frame's own wR (``loss="frame_mean"``): the
+paper averages the loss over rotations (Methods 4.2), which weighs every frame equally instead
+of by its total weighted intensity.
 Validation frames (held out for early stopping) are simulated in the same pass; their scales
 are fitted too (a scale is a per-frame nuisance parameter) but they do not enter the loss.
 """
@@ -16,12 +19,15 @@ import torch
 from ..experiment.residuals import apply_frame_scales, frame_scales, r_obs, residual_report, wr_all
 from .model import RefinementError, RefinementModel
 
+#: loss = wR_all over every training reflection, or the mean of the training frames' own wR
+LOSSES = ("wr_all", "frame_mean")
+
 
 @dataclass
 class Evaluation:
     """One pass of the objective; tensors keep their graph (``loss``) unless evaluated without grad."""
 
-    loss: torch.Tensor  # wR_all over the training reflections
+    loss: torch.Tensor  # wR_all over the training reflections, or the frames' mean wR
     i_calc: torch.Tensor  # scaled I_calc of every reflection
     i_unscaled: torch.Tensor
     scales: torch.Tensor  # [n_frames]
@@ -32,10 +38,14 @@ class Evaluation:
 class Objective:
     """wR_all of a :class:`RefinementModel` against a forward model's observations.
 
-    ``validation_frames``: frame indices held out of the loss (their wR is ``wr_validation``).
+    ``validation_frames``: frame indices held out of the loss (their wR is ``wr_validation``);
+    ``loss``: one of :data:`LOSSES`.
     """
 
-    def __init__(self, forward, model: RefinementModel, *, validation_frames=None):
+    def __init__(self, forward, model: RefinementModel, *, validation_frames=None, loss: str = "wr_all"):
+        if loss not in LOSSES:
+            raise RefinementError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        self.loss = loss
         if model.n_frames != forward.experiment.n_frames:
             raise RefinementError(f"the model has {model.n_frames} frames, the experiment {forward.experiment.n_frames}")
         self.forward = forward
@@ -66,13 +76,19 @@ class Objective:
         scales = frame_scales(i_unscaled, self.obs)
         i_calc = apply_frame_scales(i_unscaled, scales, self.obs.frame_index)
         if self.val_obs is None:
-            loss = wr_all(i_calc, self.obs).value
+            loss = self._loss(i_calc, self.obs)
             wr_val = None
         else:
-            loss = wr_all(i_calc[self.train_mask], self.train_obs).value
+            loss = self._loss(i_calc[self.train_mask], self.train_obs)
             wr_val = float(wr_all(i_calc.detach()[~self.train_mask], self.val_obs).value)
         return Evaluation(loss=loss, i_calc=i_calc, i_unscaled=i_unscaled, scales=scales,
                           thickness=thickness, wr_validation=wr_val)
+
+    def _loss(self, i_calc: torch.Tensor, obs) -> torch.Tensor:
+        if self.loss == "wr_all":
+            return wr_all(i_calc, obs).value
+        per_frame = wr_all(i_calc, obs, per_frame=True)
+        return per_frame.value[per_frame.n > 0].mean()  # frames without reflections do not count
 
     def report(self, evaluation: Evaluation):
         """R_obs, wR_all, N_obs, N_all, wR(F) over every reflection (training and validation)."""
