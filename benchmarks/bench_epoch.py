@@ -14,6 +14,7 @@ with one worker, to show what the frame threads gain), so their ratio is robust 
 load even where absolute times are not; the load average is recorded with every table.
 
     python benchmarks/bench_epoch.py [--data-dir ../shared/data] [--repeat 2] [--threads 1] [--skip-quartz-matrix-exp]
+                                     [--device cuda]
 
 Appends a table to benchmarks/RESULTS.md (``--no-record`` to skip).
 """
@@ -52,14 +53,21 @@ def epoch_timer(forward: ForwardModel, crystal, thickness: float):
     exp = forward.experiment
     tm = make_thickness_model("nn", exp.frame_angle_deg, thickness, thickness_range=(50.0, 3000.0), dtype=forward.dtype)
     model = RefinementModel(crystal, exp.frame_angle_deg, anisotropic=True, thickness_model=tm, dtype=forward.dtype)
-    objective = Objective(forward, model)
+    objective = Objective(forward, model.to(forward.device))
+
+    def synchronize():  # GPU kernels run asynchronously: wait for them before reading the clock
+        if torch.device(forward.device or "cpu").type == "cuda":
+            torch.cuda.synchronize()
 
     def run():
         model.zero_grad(set_to_none=True)
+        synchronize()
         t0 = time.perf_counter()
         ev = objective.evaluate()
+        synchronize()
         t1 = time.perf_counter()
         ev.loss.backward()
+        synchronize()
         t2 = time.perf_counter()
         return t1 - t0, t2 - t1, float(ev.loss.detach())
 
@@ -106,6 +114,9 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", default="auto", help="frame threads of ForwardModel (default: the CPU cores)")
     parser.add_argument("--skip-quartz-matrix-exp", action="store_true", help="time real quartz with eigen only")
     parser.add_argument("--skip-cspbbr3", action="store_true", help="real quartz only")
+    parser.add_argument("--frames", type=int, default=4, help="frames of the synthetic CsPbBr₃ problem (1° apart)")
+    parser.add_argument("--samples", type=int, default=3, help="orientation samples per frame of the synthetic CsPbBr₃ problem")
+    parser.add_argument("--device", default=None, help="torch device of the forward model, e.g. cuda (default: CPU)")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -121,18 +132,19 @@ def main(argv=None) -> None:
                 methods += ("eigen, 1 worker",)  # what the frame threads gain, in the same run
             rows += compare("real quartz (refine defaults)",
                             lambda m, dtype=dtype: ForwardModel(experiment, crystal, g_max=1.6, sg_max=0.01, n_samples=samples,
-                                                                selection=DEFAULT_SELECTION, dtype=dtype,
+                                                                selection=DEFAULT_SELECTION, dtype=dtype, device=args.device,
                                                                 **{"workers": args.workers, **VARIANTS[m]}),
                             crystal, 550.0, args.repeat, methods)
     else:
         print(f"{quartz_data} not found: real quartz skipped")
     cspbbr3 = load_structure("cspbbr3")
-    data = make_synthetic_dataset(cspbbr3, angle_range=(-1.5, 1.5), step_deg=1.0, resolution=1.2, g_max=1.2,
+    half = (args.frames - 1) / 2
+    data = make_synthetic_dataset(cspbbr3, angle_range=(-half, half), step_deg=1.0, resolution=1.2, g_max=1.2,
                                   n_samples=1, thickness_mean=400.0, seed=0)
     for sg_max in () if args.skip_cspbbr3 else (0.01, 0.02):
         rows += compare(f"synthetic CsPbBr₃, sg_max {sg_max}",
                         lambda m, sg_max=sg_max: ForwardModel(data.experiment, cspbbr3, g_max=2.0, resolution=1.2, sg_max=sg_max,
-                                                              n_samples=3, selection=None,
+                                                              n_samples=args.samples, selection=None, device=args.device,
                                                               **{"workers": args.workers, **VARIANTS[m]}),
                         cspbbr3, 400.0, args.repeat)
     table = ("| problem | method | frame workers | dtype | frames | samples/frame | beams/frame mean / max | reflections | forward s | backward s "
@@ -141,6 +153,7 @@ def main(argv=None) -> None:
     print(table)
     if not args.no_record:
         record_results("Per-epoch cost: eigen vs matrix_exp (bench_epoch.py)", table,
+                       f"device {args.device or 'cpu'}; "
                        f"{args.threads} torch intra-op thread(s), frames on parallel threads (workers column), best of "
                        f"{args.repeat} after one warm-up, methods alternated; "
                        "epoch = objective forward + backward wrt positions, anisotropic U and ThicknessNN (closed-form scales); "

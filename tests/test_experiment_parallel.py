@@ -105,3 +105,10 @@ def test_worker_counts():
         with pytest.raises(ValueError):
             resolve_workers(bad)
     assert intra_op_threads(available_cores()) == 1 and intra_op_threads(1) == available_cores()
+
+
+def test_auto_method_is_the_eigendecomposition_on_the_cpu(dataset, quartz_model):
+    """``method="auto"``: eigen on the CPU (matrix_exp on a GPU, tests/test_cuda.py), eig with absorption."""
+    exp = dataset.experiment
+    assert ForwardModel(exp, quartz_model, g_max=1.0, n_samples=2, selection=None).method == "eigen"
+    assert ForwardModel(exp, quartz_model, g_max=1.0, n_samples=2, selection=None, absorption=0.1).method == "eig"

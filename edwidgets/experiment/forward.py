@@ -61,7 +61,9 @@ class ForwardModel:
     reflections instead, e.g. to keep the selection made at the file's orientations after the
     orientations were corrected (same N for every model and stage). ``workers``: threads over
     frames (``"auto"``: the available cores on the CPU, 1 on a GPU); run them with one torch
-    intra-op thread each.
+    intra-op thread each. ``method``: the propagation (:func:`~edwidgets.physics.bloch.propagate`);
+    ``"auto"`` takes the eigendecomposition on the CPU and the matrix exponential on a GPU, where
+    batched ``eigh`` is slow (benchmarks/RESULTS.md, H100: 2–4× per epoch at 300–550 beams).
     """
 
     def __init__(
@@ -76,7 +78,7 @@ class ForwardModel:
         thickness_hint: float = 1000.0,
         selection: tuple[float, float] | None = (0.66, 0.0015),
         absorption: float = 0.0,
-        method: str = "eigen",
+        method: str = "auto",
         dtype: torch.dtype = torch.float64,
         device=None,
         progress=None,
@@ -90,6 +92,8 @@ class ForwardModel:
         self.g_max, self.sg_max = float(g_max), float(sg_max)
         self.resolution = float(resolution if resolution is not None else g_max)
         self.absorption = float(absorption)
+        if method == "auto":
+            method = "matrix_exp" if torch.device(device or "cpu").type == "cuda" else "eigen"
         # absorption makes Ā non-Hermitian: the general eigendecomposition replaces the Hermitian one
         self.method = "eig" if absorption and method == "eigen" else method
         self.model = ScatteringModel(crystal, dtype=dtype, device=device, cell=experiment.cell)

@@ -1,0 +1,71 @@
+"""The CUDA path: the same forward model, gradients and refinement on the GPU as on the CPU.
+
+Skipped where torch sees no GPU (CI); run on a GPU machine with ``pytest tests/test_cuda.py``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edwidgets.experiment.forward import ForwardModel
+from edwidgets.refine.demo import demo_crystal, synthetic_rotation_experiment
+from edwidgets.refine.job import RefinementJob
+from edwidgets.refine.model import RefinementModel, make_thickness_model
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+G_MAX = 1.0
+
+
+@pytest.fixture(scope="module")
+def problem():
+    truth = demo_crystal()
+    exp, _ = synthetic_rotation_experiment(truth, 5, thickness=400.0, g_max=G_MAX, sg_centre=0.012)
+    start = truth.perturbed(0.05, seed=3, isotropic=True)
+    return exp, start
+
+
+def forward_on(device, problem, **kw):
+    exp, start = problem
+    return ForwardModel(exp, start, g_max=G_MAX, sg_max=0.012, n_samples=3, selection=None, device=device, **kw)
+
+
+def job_on(device, problem, **kw):
+    exp, start = problem
+    forward = forward_on(device, problem)
+    thickness = make_thickness_model("nn", exp.frame_angle_deg, 400.0, seed=0)
+    model = RefinementModel(start, exp.frame_angle_deg, thickness_model=thickness, anisotropic=True,
+                            refine={"orientation": True}).to(device)
+    return RefinementJob(forward, model, threads=1, **kw)
+
+
+def test_auto_method_is_the_matrix_exponential_on_the_gpu(problem):
+    # batched eigh is slow on CUDA (benchmarks/RESULTS.md); the CPU keeps eigen
+    assert forward_on("cuda", problem).method == "matrix_exp"
+    assert forward_on("cpu", problem).method == "eigen"
+
+
+@pytest.mark.parametrize("method", ["eigen", "matrix_exp"])
+def test_intensities_and_gradients_match_the_cpu(problem, method):
+    out = {}
+    for device in ("cpu", "cuda"):
+        fw = forward_on(device, problem, method=method)
+        thickness = torch.full((problem[0].n_frames,), 400.0, dtype=torch.float64, device=device, requires_grad=True)
+        intensity = fw.intensities(thickness)
+        assert intensity.device.type == device
+        intensity.square().sum().backward()
+        out[device] = (intensity.detach().cpu(), thickness.grad.cpu())
+    assert torch.allclose(out["cuda"][0], out["cpu"][0], rtol=1e-9, atol=1e-14)
+    assert torch.allclose(out["cuda"][1], out["cpu"][1], rtol=1e-7, atol=1e-12)
+
+
+def test_refinement_on_the_gpu_follows_the_cpu_trajectory(problem, tmp_path):
+    results = {d: job_on(d, problem, n_epochs=8, lr=3e-3, lrs={"orientation": 1e-5}, uncertainties=True).run() for d in ("cpu", "cuda")}
+    cpu, gpu = results["cpu"], results["cuda"]
+    assert gpu.state == "finished" and gpu.wr_all < gpu.history["wR_all"][0]
+    assert np.allclose(gpu.history["wR_all"], cpu.history["wR_all"], rtol=1e-6, atol=1e-10)
+    assert np.allclose(gpu.thickness, cpu.thickness, rtol=1e-6)
+    assert gpu.uncertainties is not None
+    paths = gpu.write(tmp_path)  # results leave the GPU as plain files
+    assert paths["cif"].exists() and paths["summary"].exists()
