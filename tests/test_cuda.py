@@ -69,3 +69,32 @@ def test_refinement_on_the_gpu_follows_the_cpu_trajectory(problem, tmp_path):
     assert gpu.uncertainties is not None
     paths = gpu.write(tmp_path)  # results leave the GPU as plain files
     assert paths["cif"].exists() and paths["summary"].exists()
+
+
+def test_refine_command_on_the_gpu_end_to_end(tmp_path):
+    """``edwidgets refine --device cuda``: preparation on the CPU, refinement on the GPU, the same
+    R values as on the CPU."""
+    import json
+    import subprocess
+    import sys
+
+    from edwidgets.crystal import load_structure
+    from edwidgets.experiment.synthetic import make_synthetic_dataset
+
+    dataset = make_synthetic_dataset(load_structure("quartz_P3221"), angle_range=(-4.0, 4.0), step_deg=2.0,
+                                     half_width_deg=1.0, resolution=1.0, n_samples=3, thickness_mean=400.0, seed=4)
+    data = dataset.write(tmp_path / "small.cif_pets")
+    summaries = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        proc = subprocess.run([sys.executable, "-m", "edwidgets", "refine", "--structure", "quartz_P3221",
+                               "--data", str(data), "--out", str(out), "--g-max", "1.0", "--samples", "3",
+                               "--epochs", "4", "--orientation-evaluations", "20", "--selection", "1.0", "0.0",
+                               "--device", device], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        summaries[device] = json.loads((out / "summary.json").read_text())
+    gpu, cpu = summaries["cuda"], summaries["cpu"]
+    assert gpu["settings"]["device"].startswith("cuda") and gpu["settings"]["method"] == "matrix_exp"
+    assert cpu["settings"]["method"] == "eigen"
+    assert gpu["wR_all"] == pytest.approx(cpu["wR_all"], rel=1e-6)
+    assert gpu["R_obs"] == pytest.approx(cpu["R_obs"], rel=1e-6)

@@ -150,3 +150,18 @@ def test_refine_with_pooled_thickness_search_end_to_end(quartz_model, tmp_path):
     bad = subprocess.run(base + ["--thickness-window-deg", "-2"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--thickness-window-deg must be a number ≥ 0" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_refine_refuses_an_unusable_device_clearly(tmp_path):
+    import torch
+
+    base = [sys.executable, "-m", "edwidgets", "refine", "--structure", "quartz_P3221", "--data",
+            str(tmp_path / "d.cif_pets"), "--out", str(tmp_path / "o")]
+    cases = [("gpu0", "not a torch device"), ("meta", "only cpu and cuda are supported")]
+    if not torch.cuda.is_available():
+        cases.append(("cuda", "this torch sees no CUDA GPU"))
+    for device, message in cases:
+        (tmp_path / "d.cif_pets").write_text("")  # never read: the device is checked first
+        proc = subprocess.run(base + ["--device", device], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, (device, proc.stderr[-1500:])
+        assert "Traceback" not in proc.stderr

@@ -61,6 +61,7 @@ def refine_from_args(args):
     threads = int(getattr(args, "threads", None) or 0) or None
     workers = getattr(args, "workers", None) or "auto"
     out = Path(args.out)
+    device = resolve_device(getattr(args, "device", None))
     crystal = load_crystal(args.structure)
     experiment = _load_experiment(Path(args.data))
     dtype = torch.float32 if getattr(args, "dtype", "float64") == "float32" else torch.float64
@@ -73,9 +74,11 @@ def refine_from_args(args):
     if not (math.isfinite(window_deg) and window_deg >= 0):
         raise EdwidgetsError(f"--thickness-window-deg must be a number ≥ 0, got {window_deg}")
     forward_kw = dict(g_max=args.g_max, sg_max=args.sg_max, n_samples=samples, selection=selection, dtype=dtype,
-                      workers=workers, absorption=absorption)
+                      workers=workers, absorption=absorption, device=device)
     t0 = time.perf_counter()
-    forward = ForwardModel(experiment, crystal, progress=tqdm, **forward_kw)
+    # the preparation (simplex searches per frame, one eigendecomposition for a whole thickness grid)
+    # runs on the CPU; on a GPU, where batched eigh is slow, only the refinement runs there
+    forward = ForwardModel(experiment, crystal, progress=tqdm, **{**forward_kw, "device": None})
     threads = threads or intra_op_threads(forward.workers)
     torch.set_num_threads(threads)
     kinematic = bool(getattr(args, "kinematic", False))
@@ -95,9 +98,6 @@ def refine_from_args(args):
                                thickness_window_deg=window_deg)
             prep_s = time.perf_counter() - prep_t0
             experiment = experiment.with_orientations(np.asarray(experiment.orientations) @ prepared.rotations)
-            # beam sets follow the corrected orientations; the scored reflections stay those selected
-            # at the file's orientations, so N_obs/N_all do not depend on the model (e.g. the hand)
-            forward = ForwardModel(experiment, crystal, rows=forward.rows_in_data, **forward_kw)
             t_init = np.asarray(prepared.thickness, dtype=float)
             # a frame's grid minimum can sit below the NN's range (a few frames fit best at ~10 Å);
             # start a bounded thickness model inside its bounds instead of refusing
@@ -107,12 +107,16 @@ def refine_from_args(args):
                 print(f"edwidgets: {int(outside.sum())} frame(s) with grid-search thickness outside "
                       f"{args.thickness_min:.0f}–{args.thickness_max:.0f} Å start at the bound")
                 t_init = np.clip(t_init, lo, hi)
+    if prepared is not None or device.type != "cpu":
+        # beam sets follow the corrected orientations; the scored reflections stay those selected
+        # at the file's orientations, so N_obs/N_all do not depend on the model (e.g. the hand)
+        forward = ForwardModel(experiment, crystal, rows=forward.rows_in_data, **forward_kw)
     kind = "kinematic" if kinematic else args.thickness_model
     thickness = make_thickness_model(kind, experiment.frame_angle_deg, t_init,
                                      thickness_range=(args.thickness_min, args.thickness_max), dtype=dtype)
     refine = {"thickness": not kinematic, "orientation": bool(args.refine_orientation) and not kinematic}
     model = RefinementModel(crystal, experiment.frame_angle_deg, anisotropic=True if args.anisotropic else None,
-                            thickness_model=thickness, refine=refine, dtype=dtype)
+                            thickness_model=thickness, refine=refine, dtype=dtype).to(device)
     lrs = parse_group_rates(getattr(args, "lr_group", None) or [])
     if refine["orientation"] and "orientation" not in lrs:
         lrs["orientation"] = JOINT_ORIENTATION_LR
@@ -130,7 +134,7 @@ def refine_from_args(args):
                 "prepared": prepared is not None, "setup_s": setup_s, "workers": forward.workers, "g_max": args.g_max, "sg_max": args.sg_max,
                 "selection_RSg_DSg": list(selection), "absorption": absorption, "samples_per_frame": forward.n_samples,
                 "beams_per_frame_mean": float(forward.beam_counts().mean()), "thickness_model": kind,
-                "dtype": str(dtype).replace("torch.", ""), "lr": args.lr, "lr_groups": lrs,
+                "dtype": str(dtype).replace("torch.", ""), "device": str(device), "method": forward.method, "lr": args.lr, "lr_groups": lrs,
                 "refined_groups": model.refined_groups(),
                 "max_orientation_deg": args.max_orientation_deg if prepared is not None and not args.no_orientation else None,
                 "thickness_window_deg": window_deg if prepared is not None else None}
@@ -186,14 +190,28 @@ def bound_orientations(job, model, prepared_rotations, max_angle_deg: float) -> 
     if prepared_rotations is not None:
         # R = R_z(ω) R_y(β) R_x(α): scipy's intrinsic "ZYX" Euler angles are (ω, β, α)
         prep = Rotation.from_matrix(np.asarray(prepared_rotations)).as_euler("ZYX")[:, ::-1]
-    lo = torch.as_tensor(-bound - prep, dtype=model.orientation.dtype).clamp(max=0.0)
-    hi = torch.as_tensor(bound - prep, dtype=model.orientation.dtype).clamp(min=0.0)
+    kw = dict(dtype=model.orientation.dtype, device=model.orientation.device)
+    lo = torch.as_tensor(-bound - prep, **kw).clamp(max=0.0)
+    hi = torch.as_tensor(bound - prep, **kw).clamp(min=0.0)
 
     def clamp(*_):
         with torch.no_grad():
             model.orientation.copy_(torch.minimum(torch.maximum(model.orientation, lo), hi))
 
     job.optimizer.register_step_post_hook(clamp)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """The torch device of ``--device`` (default CPU); a clear error when it is not there."""
+    try:
+        device = torch.device(name or "cpu")
+    except (RuntimeError, ValueError):
+        raise EdwidgetsError(f"--device {name!r}: not a torch device (try cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EdwidgetsError(f"--device {name}: this torch sees no CUDA GPU ({torch.__version__})")
+    if device.type not in ("cpu", "cuda"):
+        raise EdwidgetsError(f"--device {name}: only cpu and cuda are supported")
+    return device
 
 
 def auto_samples(experiment, thickness_hint: float, g_max: float, cap: int = MAX_AUTO_SAMPLES) -> int:
@@ -269,6 +287,8 @@ def add_refine_arguments(parser) -> None:
     parser.add_argument("--anisotropic", action="store_true", help="refine anisotropic U (isotropic sites start isotropic)")
     parser.add_argument("--validation-frames", type=int, default=0, help="hold out N random frames for early stopping")
     parser.add_argument("--patience", type=int, default=20, help="early-stopping patience (epochs)")
+    parser.add_argument("--device", default=None,
+                        help="torch device: cpu (default) or cuda; on a GPU the propagation uses the matrix exponential")
     parser.add_argument("--workers", type=int, default=None,
                         help="frames computed in parallel threads (default: the available CPU cores; 1 on a GPU)")
     parser.add_argument("--threads", type=int, default=None,
