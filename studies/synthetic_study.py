@@ -216,7 +216,7 @@ def refine(forward, truth, start, angles, *, kind: str, t_init, anisotropic: boo
         thickness = make_thickness_model(kind if kind != "single" else "constant", angles, t_start, seed=seed,
                                          fit_steps=200)
         model = RefinementModel(crystal, angles, anisotropic=anisotropic, thickness_model=thickness,
-                                refine={"thickness": kind != "kinematic"})
+                                refine={"thickness": kind != "kinematic"}).to(forward.device)
         job = RefinementJob(forward, model, n_epochs=n_epochs, optimizer=optimizer, lr=lr,
                             lrs=preset["lrs"] if optimizer != "lbfgs" else None, threads=threads, seed=seed, name=desc,
                             uncertainties=uncertainties and stage == len(stages) - 1)
@@ -302,7 +302,7 @@ def run_structure(name: str, args, *, study: str, delta: float, models, profile:
     exp = ds.experiment
     start = start_structure(truth, name, delta, seed=args.seed + 100)
     forward = ForwardModel(exp, start, g_max=scale["resolution"], resolution=scale["resolution"], sg_max=scale["sg_max"],
-                           n_samples=scale["n_samples"], selection=None)
+                           n_samples=scale["n_samples"], selection=None, device=args.device)
     beams = forward.beam_counts()
     floor = wr_at_truth(forward, truth, ds.thickness)
     t_grid, _ = grid_search(forward, start)
@@ -317,7 +317,7 @@ def run_structure(name: str, args, *, study: str, delta: float, models, profile:
         "start_rmsd": asu_rmsd(truth, start), "start_adp": adp_frobenius(truth, start), "wR_truth": floor,
         "frame_angle_deg": angles.tolist(), "thickness_truth": ds.thickness.tolist(),
         "thickness_grid_start": t_grid.tolist(), "thickness_grid_truth": t_grid_truth.tolist(), "setup_s": setup_s,
-        "threads": args.threads, "epochs_requested": args.epochs,
+        "threads": args.threads, "device": str(args.device or "cpu"), "epochs_requested": args.epochs,
     }
     print(f"\n== {name} ({study}, Δ={delta} Å, {profile}, I_max={dynamic_range:g}): {exp.n_frames} frames "
           f"{angles.min():.0f}..{angles.max():.0f}°, {forward.n_reflections} reflections, beams/frame mean "
@@ -608,6 +608,7 @@ def main(argv=None) -> int:
     ap.add_argument("--su", action="store_true",
                     help="standard uncertainties at the optimum and the ASU RMSD they predict (run file key 'su')")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default=None, help="torch device of the forward model, e.g. cuda (default: CPU)")
     ap.add_argument("--quick", action="store_true", help="tiny datasets for a smoke run (run files tagged _quick)")
     ap.add_argument("--report", action="store_true", help="after running, print the table, append to RESULTS.md, plot")
     ap.add_argument("--report-only", action="store_true", help="only report existing run files")

@@ -98,3 +98,12 @@ def test_refine_command_on_the_gpu_end_to_end(tmp_path):
     assert cpu["settings"]["method"] == "eigen"
     assert gpu["wR_all"] == pytest.approx(cpu["wR_all"], rel=1e-6)
     assert gpu["R_obs"] == pytest.approx(cpu["R_obs"], rel=1e-6)
+
+
+def test_thickness_search_on_the_gpu_matches_the_cpu(problem):
+    from edwidgets.experiment.preparation import thickness_search
+
+    grid = np.arange(100.0, 800.0, 5.0)
+    searches = {d: thickness_search(forward_on(d, problem), grid) for d in ("cpu", "cuda")}
+    assert np.array_equal(searches["cuda"].per_frame, searches["cpu"].per_frame)
+    assert np.allclose(searches["cuda"].curve, searches["cpu"].curve, rtol=1e-9)

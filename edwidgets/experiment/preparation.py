@@ -131,8 +131,10 @@ def thickness_search(forward: ForwardModel, grid=None, rotations: torch.Tensor |
             return
         # in chunks: bounded memory ([S, chunk, N] phases) whatever the grid length
         parts = [forward.intensities_from_eigen(plan, eigen, t[index[i:i + 256]]) for i in range(0, index.size, 256)]
-        num, dens[plan.frame] = _frame_wr_terms(forward, plan, torch.cat(parts))
-        nums[plan.frame, torch.as_tensor(index)] = num
+        num, den = _frame_wr_terms(forward, plan, torch.cat(parts))
+        # the bookkeeping stays on the CPU whatever the forward model's device
+        dens[plan.frame] = den.cpu()
+        nums[plan.frame, torch.as_tensor(index)] = num.cpu()
 
     def first_pass(plan):
         with torch.no_grad():  # grad mode is per thread
