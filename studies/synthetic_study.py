@@ -189,7 +189,7 @@ def site_errors(truth, refined) -> list[dict]:
 def refine(forward, truth, start, angles, *, kind: str, t_init, anisotropic: bool | None, epochs: int,
            optimizer: str, lr_preset: str, threads: int, desc: str, seed: int = 0, lbfgs_lr: float = 1.0,
            max_seconds: float | None = None, research_after: int = 0, window_deg: float = 10.0,
-           uncertainties: bool = False) -> dict:
+           uncertainties: bool = False, loss: str = "wr_all") -> dict:
     """One refinement; returns a JSON-ready record (history and final metrics).
 
     ``research_after`` > 0 splits the run in two: after that many epochs the thickness is searched
@@ -219,7 +219,7 @@ def refine(forward, truth, start, angles, *, kind: str, t_init, anisotropic: boo
                                 refine={"thickness": kind != "kinematic"}).to(forward.device)
         job = RefinementJob(forward, model, n_epochs=n_epochs, optimizer=optimizer, lr=lr,
                             lrs=preset["lrs"] if optimizer != "lbfgs" else None, threads=threads, seed=seed, name=desc,
-                            uncertainties=uncertainties and stage == len(stages) - 1)
+                            uncertainties=uncertainties and stage == len(stages) - 1, loss=loss)
         rec = EpochRecorder(job, truth, schedule=preset["schedule"], bar=bar, epoch_offset=done_epochs,
                             total_epochs=epochs)
         rec.apply_schedule(0)  # the first step of a later stage already takes the continued rate
@@ -247,7 +247,7 @@ def refine(forward, truth, start, angles, *, kind: str, t_init, anisotropic: boo
         elapsed += float(result.elapsed_s)
     bar.close()
     record = {
-        "kind": kind, "optimizer": optimizer, "lr_preset": lr_preset, "lr": lr, "lrs": preset["lrs"] if optimizer != "lbfgs" else {},
+        "kind": kind, "optimizer": optimizer, "loss": loss, "lr_preset": lr_preset, "lr": lr, "lrs": preset["lrs"] if optimizer != "lbfgs" else {},
         "schedule": preset["schedule"] if optimizer != "lbfgs" else "none", "epochs": done_epochs,
         "best_epoch": best_epoch, "wR_all": float(result.wr_all), "R_obs": float(result.r_obs),
         "N_obs": int(result.report["N_obs"]), "N_all": int(result.report["N_all"]),
@@ -335,7 +335,7 @@ def run_structure(name: str, args, *, study: str, delta: float, models, profile:
                          epochs=args.epochs, optimizer=opt, lr_preset=args.lr_preset if opt != "lbfgs" else "paper",
                          threads=args.threads, desc=f"{name} {kind} {opt}", seed=args.seed,
                          max_seconds=args.max_seconds, research_after=args.research_after,
-                         window_deg=args.window_deg, uncertainties=args.su)
+                         window_deg=args.window_deg, uncertainties=args.su, loss=args.loss)
             rec.update(info)
             rec["thickness_rms_error"] = float(np.sqrt(np.mean((np.asarray(rec["thickness"]) - ds.thickness) ** 2)))
             if opt == "lbfgs" or len(optimizers) > 1:
@@ -351,6 +351,13 @@ def run_structure(name: str, args, *, study: str, delta: float, models, profile:
     return records
 
 
+def model_label(run: dict) -> str:
+    """The thickness model, and the loss when it is not the paper's wR_all."""
+    label = MODEL_LABELS.get(run["kind"], run["kind"])
+    loss = run.get("loss", "wr_all")
+    return label if loss == "wr_all" else f"{label}, loss {loss}"
+
+
 def table_su(runs: list[dict]) -> str:
     """Measured ASU RMSD against the one the s.u. predict (runs made with --su)."""
     rows = ["| structure | model | measured RMSD (Å) | predicted from s.u. (Å) | ratio | non-H measured / predicted (Å) "
@@ -361,7 +368,7 @@ def table_su(runs: list[dict]) -> str:
             continue
         pair = lambda k: (f"{su[f'measured_rmsd_{k}']:.5f} / {su[f'predicted_rmsd_{k}']:.5f}"  # noqa: E731
                           if f"predicted_rmsd_{k}" in su else "—")
-        rows.append(f"| {r['structure']} | {MODEL_LABELS.get(r['kind'], r['kind'])} | {su['measured_rmsd']:.5f} | "
+        rows.append(f"| {r['structure']} | {model_label(r)} | {su['measured_rmsd']:.5f} | "
                     f"{su['predicted_rmsd']:.5f} | {su['measured_rmsd'] / su['predicted_rmsd']:.2f} | {pair('non_h')} | "
                     f"{pair('h')} | {su['goodness_of_fit']:.2f} |")
     return "\n".join(rows) if len(rows) > 2 else ""
@@ -432,7 +439,7 @@ def table_models(runs: list[dict], paper: bool) -> str:
         head += " paper wR / RMSD / ADP |"
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in sorted(runs, key=lambda r: (r["structure"], r["delta"], r["profile"], MODEL_ORDER.get(r["kind"], 9))):
-        row = (f"| {r['structure']} | {r['delta']:g} | {MODEL_LABELS.get(r['kind'], r['kind'])} | {fmt(r['wR_all'])} | "
+        row = (f"| {r['structure']} | {r['delta']:g} | {model_label(r)} | {fmt(r['wR_all'])} | "
                f"{fmt(r['rmsd'], 5)} | {fmt(r['adp'], 5)} | {t_err_text(r)} | {r['epochs']} ({r['best_epoch']}) | "
                f"{np.mean(r['history']['seconds']):.2f} | {lr_text(r)} |")
         if paper:
@@ -561,7 +568,7 @@ def report(study: str, args, note: str = "") -> str:
     table = table_optimizers(runs) if study.startswith("optimizers") else table_models(runs, paper=study.startswith("table1"))
     su_table = table_su(runs)
     if su_table:
-        table += "\n\nStandard uncertainties at the optimum (normal matrix of the wR_all weights, scaled by the "\
+        table += "\n\nStandard uncertainties at the optimum (normal matrix of the loss's weights, scaled by the "\
                  "goodness of fit) and the ASU RMSD they predict, sqrt(mean over sites of trace(Cartesian covariance)):\n\n" + su_table
     suffix = "_quick" if args.quick else ""
     figs = plot_study(study, runs, suffix)
@@ -600,6 +607,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tag", default="", help="suffix of the run files (variants of one study)")
     ap.add_argument("--amplitude", type=float, default=0.3, help="relative thickness variation of the profile")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--loss", default="wr_all", choices=("wr_all", "frame_mean", "wr2"),
+                    help="refinement loss (default wR_all, Methods 4.2; wr2: σ-weighted, w = 1/σ²(I))")
     ap.add_argument("--max-seconds", type=float, default=None, help="stop a refinement after this much optimizer time")
     ap.add_argument("--research-after", type=int, default=0,
                     help="after this many epochs, search the thickness again with the structure so far, pooled "

@@ -25,6 +25,10 @@ def test_demo_quick_end_to_end(tmp_path):
     frames = pd.read_csv(out / "frames.csv")
     assert list(frames.columns) == ["frame", "angle_deg", "thickness_A", "scale", "R", "n_reflections"]
     assert len(summary["thickness_per_frame_A"]) == len(frames)
+    # the authors' convention: frames' own-scale R_obs averaged, never above the same frames at the wR scale
+    scored = frames["R"][frames["R"] > 0]
+    assert 0 < summary["R_obs_frame_mean"] <= scored.mean() + 1e-12
+    assert 0 < summary["wR_all_frame_mean"] < 1
     structure = gemmi.read_small_structure(str(out / "refined.cif"))
     assert len(structure.sites) == 2 and structure.spacegroup_hm.replace(" ", "") == "P3221"
     assert "(" in (out / "refined.cif").read_text()  # s.u. written

@@ -195,3 +195,23 @@ def test_frame_mean_loss_is_the_mean_of_the_frames_own_wr(setup):
     assert result.settings["loss"] == "frame_mean"
     with pytest.raises(EdwidgetsError, match="unknown loss"):
         make_job(setup, loss="chi2")
+
+
+def test_wr2_loss_uses_sigma_weights_for_loss_and_scales(setup):
+    """loss="wr2": Σ((I_o − k I_c)/σ)² / Σ(I_o/σ)² with each frame's k the optimum under the same weights."""
+    job = make_job(setup, n_epochs=4, lr=3e-3, loss="wr2")
+    with torch.no_grad():
+        ev = job.objective.evaluate()
+    obs = job.objective.obs
+    sigma, i_o = obs.sigma_i.numpy(), obs.i_measured.numpy()
+    i_u, frames = ev.i_unscaled.numpy(), obs.frame_index.numpy()
+    i_c = np.empty_like(i_u)
+    for f in np.unique(frames):
+        m = frames == f
+        k = np.sum(i_o[m] * i_u[m] / sigma[m] ** 2) / np.sum(i_u[m] ** 2 / sigma[m] ** 2)
+        i_c[m] = k * i_u[m]
+    np.testing.assert_allclose(ev.i_calc.numpy(), i_c, rtol=1e-10)
+    expected = np.sqrt(np.sum(((i_o - i_c) / sigma) ** 2) / np.sum((i_o / sigma) ** 2))
+    assert float(ev.loss) == pytest.approx(expected, rel=1e-12)
+    result = job.run()
+    assert result.settings["loss"] == "wr2" and job.best["score"] < float(ev.loss)

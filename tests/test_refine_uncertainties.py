@@ -132,3 +132,35 @@ def test_auto_jacobian_choice_follows_reflections_per_frame(problem, monkeypatch
     n_adp = problem.model.asu.adp.numel()
     assert calls[1] == ("autograd" if per_frame <= 3 * n_adp else "central")
     assert set(calls) == {"autograd", "central"}  # this problem sits between the two
+
+
+def test_sigma_weighted_loss_gives_goodness_of_fit_one_on_counting_noise():
+    """With w = 1/σ(I) (loss "wr2") and a right model, χ²/(n − p) is 1 for Poisson data; eq. 3's
+    F-space weights on intensity differences are not variance weights and give a GoF far from 1."""
+    truth = demo_crystal()
+    exp, _ = synthetic_rotation_experiment(truth, 12, thickness=350.0, g_max=1.2, sg_centre=0.015,
+                                           i_max=2e3, noise=True, seed=11)
+    gof = {}
+    for loss in ("wr2", "wr_all"):
+        forward = ForwardModel(exp, truth, g_max=1.2, sg_max=0.015, n_samples=3, selection=None)
+        model = RefinementModel(truth, exp.frame_angle_deg, anisotropic=None, refine={"thickness": False},
+                                thickness_model=make_thickness_model("constant", exp.frame_angle_deg, 350.0))
+        objective = Objective(forward, model, loss=loss)
+        asu, obs = model.asu, objective.obs
+        n_pos = asu.positions.numel()
+        w, i_o = (obs.sigma_weight, obs.i_measured) if loss == "wr2" else (obs.weight, obs.i_obs)
+
+        def residuals(x):
+            with torch.no_grad():
+                asu.positions.copy_(torch.as_tensor(x[:n_pos]))
+                asu.adp.copy_(torch.as_tensor(x[n_pos:]))
+                return (w * (i_o - objective.evaluate().i_calc)).numpy()
+
+        x0 = torch.cat([asu.positions.detach(), asu.adp.detach()]).numpy().copy()
+        fit = least_squares(residuals, x0, jac="3-point", xtol=1e-12, ftol=1e-12, gtol=1e-12)
+        residuals(fit.x)
+        su = standard_uncertainties(objective, jacobian="autograd")
+        assert su.n_obs > 120
+        gof[loss] = su.goodness_of_fit
+    assert 0.8 < gof["wr2"] < 1.3
+    assert gof["wr_all"] > 3.0

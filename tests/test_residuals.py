@@ -11,10 +11,13 @@ from edwidgets.experiment.residuals import (
     Observations,
     ResidualReport,
     apply_frame_scales,
+    frame_means,
     frame_scales,
     prepare_observations,
     r_obs,
+    r_obs_frame_factors,
     residual_report,
+    wr2,
     wr_all,
     wr_f,
 )
@@ -240,7 +243,7 @@ def test_report(obs):
     rep = residual_report(ic, obs)
     assert isinstance(rep, ResidualReport)
     d = rep.to_dict()
-    assert set(d) == {"R_obs", "wR_all", "N_obs", "N_all", "wR_F"}
+    assert set(d) == {"R_obs", "wR_all", "N_obs", "N_all", "wR_F", "R_obs_frame_mean", "wR_all_frame_mean"}
     assert d["N_obs"] == 2 and d["N_all"] == 5
     assert d["wR_all"] == pytest.approx(wr_all(ic, obs).value.item())
     text = str(rep)
@@ -268,3 +271,77 @@ def test_float32_calc_works(obs):
     ic = torch.tensor(I_CALC, dtype=torch.float32)
     assert wr_all(ic, obs).value.dtype == torch.float32
     assert wr_all(ic, obs).value.item() == pytest.approx(wr_all(ic.double(), obs).value.item(), rel=1e-5)
+
+
+def test_r_obs_frame_factor_is_the_weighted_median_worked_by_hand():
+    # frame 0: √I_o = 1, 2, 3 and √I_c = 1, 1, 1 → ratios 1, 2, 3 with equal weights: s = 2, c = 4,
+    # R = (|1−2| + 0 + |3−2|) / 6 = 1/3. Frame 1: one reflection, matched exactly by its factor.
+    # Frame 2: nothing observed (I < 3σ) → factor 1 and left out of the frame mean.
+    i_obs = torch.tensor([1.0, 4.0, 9.0, 25.0, 1.0], dtype=F64)
+    sigma = torch.tensor([0.01, 0.01, 0.01, 0.01, 1.0], dtype=F64)
+    frames = torch.tensor([0, 0, 0, 1, 2])
+    obs = prepare_observations(i_obs, sigma, frame_index=frames)
+    i_calc = torch.tensor([1.0, 1.0, 1.0, 4.0, 7.0], dtype=F64)
+    c = r_obs_frame_factors(i_calc, obs)
+    assert c.tolist() == pytest.approx([4.0, 25.0 / 4.0, 1.0])
+    r_mean, wr_mean = frame_means(i_calc, obs)
+    assert r_mean == pytest.approx((1.0 / 3.0 + 0.0) / 2)
+    per_frame_wr = wr_all(i_calc, obs, per_frame=True).value
+    assert wr_mean == pytest.approx(per_frame_wr.mean().item())  # every frame has reflections for wR
+
+
+def test_r_obs_frame_factor_minimises_each_frame_against_a_scan():
+    gen = torch.Generator().manual_seed(3)
+    n, n_frames = 300, 7
+    frames = torch.randint(0, n_frames, (n,), generator=gen)
+    i_true = torch.rand(n, generator=gen, dtype=F64) ** 3 * 1e4
+    sigma = torch.sqrt(i_true + 4.0)
+    i_obs = i_true + sigma * torch.randn(n, generator=gen, dtype=F64)
+    obs = prepare_observations(i_obs, sigma, frame_index=frames, n_frames=n_frames)
+    # calculated intensities off by a frame-dependent scale and some model error
+    i_calc = i_true * (0.3 + frames.to(F64)) * (1 + 0.2 * torch.rand(n, generator=gen, dtype=F64))
+    c = r_obs_frame_factors(i_calc, obs)
+    best = r_obs(apply_frame_scales(i_calc, c, frames), obs, per_frame=True).value
+    for f in range(n_frames):
+        scan = c[f] * torch.linspace(0.8, 1.25, 901, dtype=F64)
+        pick = frames == f
+        values = []
+        for factor in scan:
+            scaled = torch.where(pick, i_calc * factor, i_calc)
+            values.append(r_obs(scaled, obs, per_frame=True).value[f])
+        values = torch.stack(values)
+        assert best[f] <= values.min() + 1e-12  # nothing on the scan beats it
+        assert best[f] >= values.min() - 1e-3 * values.min()  # and the scan's best is next to it
+    # the frame mean does not depend on the scale i_calc came with
+    r1, _ = frame_means(i_calc, obs)
+    r2, _ = frame_means(i_calc * 17.0, obs)
+    assert r1 == pytest.approx(r2, rel=1e-12)
+    # own-scale R is never worse than R at the wR-optimal scale
+    k = frame_scales(i_calc, obs)
+    at_wr_scale = r_obs(apply_frame_scales(i_calc, k, frames), obs, per_frame=True).value
+    assert torch.all(best <= at_wr_scale + 1e-12)
+
+
+def test_report_without_frames_has_no_frame_means():
+    obs = prepare_observations(torch.tensor(I_OBS, dtype=F64), torch.tensor(SIGMA, dtype=F64))
+    rep = residual_report(torch.tensor(I_CALC, dtype=F64), obs)
+    assert math.isnan(rep.r_obs_frame_mean) and math.isnan(rep.wr_all_frame_mean)
+    assert "means over frames" not in str(rep)
+
+
+def test_wr2_by_hand_and_zero_sigma_refused(obs):
+    ic = torch.tensor(I_CALC, dtype=F64)
+    num = sum(((i - c) / s) ** 2 for i, c, s in zip(I_OBS, I_CALC, SIGMA))  # measured I_o, negatives kept
+    den = sum((i / s) ** 2 for i, s in zip(I_OBS, SIGMA))
+    assert wr2(ic, obs).value.item() == pytest.approx(math.sqrt(num / den), rel=1e-12)
+    k = frame_scales(ic, obs, weighting="sigma")
+    for f in (0, 1):
+        pick = [j for j, g in enumerate(FRAMES) if g == f]
+        expected = (sum(I_OBS[j] * I_CALC[j] / SIGMA[j] ** 2 for j in pick)
+                    / sum(I_CALC[j] ** 2 / SIGMA[j] ** 2 for j in pick))
+        assert k[f].item() == pytest.approx(expected, rel=1e-12)
+    zero = prepare_observations(torch.tensor([5.0, 2.0], dtype=F64), torch.tensor([0.0, 1.0], dtype=F64))
+    with pytest.raises(ExperimentError, match="σ-weighted wR2 needs σ > 0"):
+        wr2(torch.tensor([5.0, 2.0], dtype=F64), zero)
+    with pytest.raises(ExperimentError, match="unknown weighting"):
+        frame_scales(ic, obs, weighting="unit")

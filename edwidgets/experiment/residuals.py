@@ -15,7 +15,9 @@ Then, with sums over all reflections for wR_all and over observed ones for R_obs
     wR = sqrt( Σ (w |I_o − I_c|)² / Σ (w I_o)² )         (eq. 2)
 
 Note that these w are F-space weights applied to I-space differences (as published).  The
-conventional F-based residual ``wr_f`` (w_F = 1/σ(F)², on |F| = √I) is offered for comparison.
+conventional F-based residual ``wr_f`` (w_F = 1/σ(F)², on |F| = √I) is offered for comparison, and
+``wr2``, the conventional intensity residual with w = 1/σ(I) (SHELXL's weights with a = b = 0), as
+an alternative refinement loss.
 
 Every residual takes ``per_frame=True`` to return one value per frame (the group index is given
 once to :func:`prepare_observations`).  A frame whose denominator is zero (no reflections, or all
@@ -61,6 +63,7 @@ class Observations:
         frame_index: optional long tensor, the frame (group) of each reflection, in [0, n_frames).
         n_frames: number of frames (0 when no frame index was given).
         u: the instability factor used.
+        i_measured: I_o as given (negative ones kept), for the σ-weighted :func:`wr2`.
     """
 
     i_obs: torch.Tensor
@@ -72,6 +75,7 @@ class Observations:
     frame_index: torch.Tensor | None
     n_frames: int
     u: float
+    i_measured: torch.Tensor | None = None
 
     @property
     def n_all(self) -> int:
@@ -103,7 +107,17 @@ class Observations:
             frame_index=None if self.frame_index is None else self.frame_index[mask],
             n_frames=self.n_frames,
             u=self.u,
+            i_measured=None if self.i_measured is None else self.i_measured[mask],
         )
+
+    @property
+    def sigma_weight(self) -> torch.Tensor:
+        """1/σ(I_o), the weights of :func:`wr2`; every σ(I_o) must be positive for them."""
+        zero = self.sigma_i <= 0
+        if zero.any():
+            raise ExperimentError(f"sigma(I_obs) is zero for {_describe_indices(zero)}: the σ-weighted wR2 needs σ > 0 "
+                                 "(refine with the paper's weights instead, e.g. edwidgets refine --loss frame-mean)")
+        return 1.0 / self.sigma_i
 
 
 def prepare_observations(
@@ -196,6 +210,7 @@ def prepare_observations(
         frame_index=frame_index,
         n_frames=int(n_frames),
         u=float(u),
+        i_measured=i_obs,
     )
 
 
@@ -313,6 +328,20 @@ def wr_f(i_calc: torch.Tensor, obs: Observations, *, per_frame: bool = False) ->
     return _reduce(w_f * (f_o - _safe_sqrt(i_calc)) ** 2, w_f * f_o**2, usable, obs, per_frame, take_sqrt=True)
 
 
+def wr2(i_calc: torch.Tensor, obs: Observations, *, per_frame: bool = False) -> Residual:
+    """Conventional wR2 on intensities, sqrt(Σ ((I_o − I_c)/σ(I_o))² / Σ (I_o/σ(I_o))²), all reflections.
+
+    The weights 1/σ²(I_o) are SHELXL's with a = b = 0: for counting noise they make the least-squares
+    estimate the efficient one, where eq. 3's F-space weights on intensity differences leave the weak
+    reflections (which carry light atoms) under-weighted. I_o is taken as measured, negative
+    values included.
+    """
+    i_calc = _check_calc(i_calc, obs)
+    w = obs.sigma_weight.to(i_calc.dtype)
+    i_o = (obs.i_obs if obs.i_measured is None else obs.i_measured).to(i_calc.dtype)
+    return _reduce((w * (i_o - i_calc)) ** 2, (w * i_o) ** 2, None, obs, per_frame, take_sqrt=True)
+
+
 def frame_scales(
     i_calc: torch.Tensor,
     obs: Observations,
@@ -320,6 +349,7 @@ def frame_scales(
     n_frames: int | None = None,
     *,
     default: float = 1.0,
+    weighting: str = "paper",
 ) -> torch.Tensor:
     """Closed-form per-frame scale k_f minimising that frame's Σ (w (I_o − k I_c))².
 
@@ -334,6 +364,8 @@ def frame_scales(
             With neither, one global scale is returned (shape [1]).
         n_frames: number of frames (default from the observations or max(frame_index)+1).
         default: the scale of a frame with Σ w² I_c² = 0 (no reflections, or I_c all zero).
+        weighting: "paper" (eq. 3's w, for wR_all) or "sigma" (w = 1/σ(I_o) and the measured I_o,
+            for :func:`wr2`).
 
     Returns:
         k, shape [n_frames]; apply with :func:`apply_frame_scales`.
@@ -343,12 +375,53 @@ def frame_scales(
         index, n = torch.zeros_like(obs.i_obs, dtype=torch.long), 1
     else:
         index, n = _frame_index(obs, frame_index, n_frames)
-    w2 = obs.weight.to(i_calc.dtype) ** 2
-    num = _group_sum(w2 * obs.i_obs.to(i_calc.dtype) * i_calc, index, n)
+    if weighting == "paper":
+        w, i_o = obs.weight, obs.i_obs
+    elif weighting == "sigma":
+        w, i_o = obs.sigma_weight, obs.i_obs if obs.i_measured is None else obs.i_measured
+    else:
+        raise ExperimentError(f"unknown weighting {weighting!r}; choose 'paper' or 'sigma'")
+    w2 = w.to(i_calc.dtype) ** 2
+    num = _group_sum(w2 * i_o.to(i_calc.dtype) * i_calc, index, n)
     den = _group_sum(w2 * i_calc**2, index, n)
     ok = den > 0
     k = num / torch.where(ok, den, torch.ones_like(den))
     return torch.where(ok, k, torch.full_like(k, default))
+
+
+def r_obs_frame_factors(i_calc: torch.Tensor, obs: Observations) -> torch.Tensor:
+    """Per-frame factor c_f on ``i_calc`` that minimises that frame's R_obs exactly.
+
+    Σ |√I_o − √c √I_c| is convex and piecewise linear in s = √c, so its minimum lies at the
+    weighted median of √I_o / √I_c with weights √I_c (over the frame's observed reflections).
+    A frame without observed reflections, or with I_c = 0 on all of them, gets the factor 1.
+    This is what the authors' code scores per rotation, there by a 100-point scale grid.
+    Not differentiable (a report quantity); returns c, shape [n_frames].
+    """
+    i_calc = _check_calc(i_calc, obs).detach()
+    index, n_frames = _frame_index(obs, None, None)
+    f_c = _safe_sqrt(i_calc)
+    use = obs.observed & (f_c > 0)
+    frames, f_o, f_c = index[use], obs.sqrt_i_obs.to(i_calc.dtype)[use], f_c[use]
+    factors = torch.ones(n_frames, dtype=i_calc.dtype, device=i_calc.device)
+    if frames.numel() == 0:
+        return factors
+    ratio = f_o / f_c
+    # sort by ratio within frames (two stable sorts), then the first point where the running
+    # weight of the frame reaches half its total weight is the weighted median
+    order = torch.argsort(ratio, stable=True)
+    order = order[torch.argsort(frames[order], stable=True)]
+    frames, ratio, weight = frames[order], ratio[order], f_c[order]
+    total = _group_sum(weight, frames, n_frames)
+    before = torch.cumsum(total, 0) - total  # weight of all earlier frames
+    running = torch.cumsum(weight, 0) - before[frames]
+    reached = running >= 0.5 * total[frames]
+    position = torch.arange(frames.numel(), device=frames.device)
+    first = torch.full((n_frames,), frames.numel(), dtype=torch.long, device=frames.device)
+    first = first.scatter_reduce(0, frames[reached], position[reached], reduce="amin")
+    has = first < frames.numel()
+    factors[has] = ratio[first[has]] ** 2
+    return factors
 
 
 def apply_frame_scales(
@@ -371,17 +444,45 @@ class ResidualReport:
     n_obs: int
     n_all: int
     wr_f: float
+    #: the authors' convention (diffBloch reports these): means over frames of each frame's own
+    #: R_obs (with the scale that minimises it) and wR (with the given, wR-optimal scale); NaN
+    #: without a frame index
+    r_obs_frame_mean: float = float("nan")
+    wr_all_frame_mean: float = float("nan")
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"R_obs = {100 * self.r_obs:.2f} % ({self.n_obs} obs), "
             f"wR_all = {100 * self.wr_all:.2f} % ({self.n_all} all), "
             f"wR(F) = {100 * self.wr_f:.2f} %"
         )
+        if self.r_obs_frame_mean == self.r_obs_frame_mean:
+            text += (f"; means over frames: R_obs {100 * self.r_obs_frame_mean:.2f} %, "
+                     f"wR {100 * self.wr_all_frame_mean:.2f} %")
+        return text
 
     def to_dict(self) -> dict[str, float | int]:
         """Plain values (fractions) for JSON and tables."""
-        return {"R_obs": self.r_obs, "wR_all": self.wr_all, "N_obs": self.n_obs, "N_all": self.n_all, "wR_F": self.wr_f}
+        return {"R_obs": self.r_obs, "wR_all": self.wr_all, "N_obs": self.n_obs, "N_all": self.n_all, "wR_F": self.wr_f,
+                "R_obs_frame_mean": self.r_obs_frame_mean, "wR_all_frame_mean": self.wr_all_frame_mean}
+
+
+def frame_means(i_calc: torch.Tensor, obs: Observations) -> tuple[float, float]:
+    """(R_obs, wR) averaged over frames, as the authors' code reports them.
+
+    R_obs of each frame is taken at the factor of :func:`r_obs_frame_factors` (its own minimum),
+    wR of each frame at the scale ``i_calc`` already carries; frames without observed (for R_obs)
+    or any (for wR) reflections are left out of the mean.
+    """
+    with torch.no_grad():
+        i_calc = _check_calc(i_calc, obs).detach()
+        c = r_obs_frame_factors(i_calc, obs)
+        r = r_obs(apply_frame_scales(i_calc, c, obs.frame_index), obs, per_frame=True)
+        wr = wr_all(i_calc, obs, per_frame=True)
+        r_frames, wr_frames = r.value[r.n > 0], wr.value[wr.n > 0]
+    nan = float("nan")
+    return (float(r_frames.mean()) if r_frames.numel() else nan,
+            float(wr_frames.mean()) if wr_frames.numel() else nan)
 
 
 def residual_report(i_calc: torch.Tensor, obs: Observations) -> ResidualReport:
@@ -391,4 +492,6 @@ def residual_report(i_calc: torch.Tensor, obs: Observations) -> ResidualReport:
         wr = wr_all(i_calc, obs)
         r = r_obs(i_calc, obs)
         f = wr_f(i_calc, obs)
-    return ResidualReport(r_obs=float(r.value), wr_all=float(wr.value), n_obs=int(r.n), n_all=int(wr.n), wr_f=float(f.value))
+        means = frame_means(i_calc, obs) if obs.frame_index is not None else (float("nan"), float("nan"))
+    return ResidualReport(r_obs=float(r.value), wr_all=float(wr.value), n_obs=int(r.n), n_all=int(wr.n), wr_f=float(f.value),
+                          r_obs_frame_mean=means[0], wr_all_frame_mean=means[1])

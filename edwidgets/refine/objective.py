@@ -5,7 +5,9 @@ unscaled I_calc of every scored reflection from the forward model, closed-form p
 (the least-squares optimum for that frame), and wR_all over the training frames as the loss
 (``loss="wr_all"``), or the mean over frames of each frame's own wR (``loss="frame_mean"``): the
 paper averages the loss over rotations (Methods 4.2), which weighs every frame equally instead
-of by its total weighted intensity.
+of by its total weighted intensity; or (``loss="wr2"``) the conventional σ-weighted wR2 on
+intensities, w = 1/σ²(I_o), with the frame scales fitted under the same weights: the efficient
+least-squares estimate for counting noise (eq. 3 under-weights weak reflections).
 Validation frames (held out for early stopping) are simulated in the same pass; their scales
 are fitted too (a scale is a per-frame nuisance parameter) but they do not enter the loss.
 """
@@ -16,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..experiment.residuals import apply_frame_scales, frame_scales, r_obs, residual_report, wr_all
+from ..experiment.residuals import apply_frame_scales, frame_scales, r_obs, residual_report, wr2, wr_all
 from .model import RefinementError, RefinementModel
 
-#: loss = wR_all over every training reflection, or the mean of the training frames' own wR
-LOSSES = ("wr_all", "frame_mean")
+#: loss = wR_all over every training reflection, the mean of the training frames' own wR, or the
+#: σ-weighted wR2 over every training reflection
+LOSSES = ("wr_all", "frame_mean", "wr2")
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Objective:
             raise RefinementError(f"validation frames must lie in 0..{n_frames - 1}, got {val.tolist()}")
         if val.size >= n_frames:
             raise RefinementError("every frame is held out for validation; keep some for refinement")
+        if loss == "wr2":
+            self.obs.sigma_weight  # noqa: B018 - raises a clear error now if some σ(I_o) is zero
         self.validation_frames = val
         is_val = torch.as_tensor(np.isin(frames.cpu().numpy(), val), device=frames.device)
         self.train_mask = ~is_val
@@ -73,7 +78,7 @@ class Objective:
         model = self.model
         thickness = model.frame_thickness()
         i_unscaled = self.forward.intensities(thickness, atoms=model.atoms(), rotations=model.rotations())
-        scales = frame_scales(i_unscaled, self.obs)
+        scales = frame_scales(i_unscaled, self.obs, weighting="sigma" if self.loss == "wr2" else "paper")
         i_calc = apply_frame_scales(i_unscaled, scales, self.obs.frame_index)
         if self.val_obs is None:
             loss = self._loss(i_calc, self.obs)
@@ -87,6 +92,8 @@ class Objective:
     def _loss(self, i_calc: torch.Tensor, obs) -> torch.Tensor:
         if self.loss == "wr_all":
             return wr_all(i_calc, obs).value
+        if self.loss == "wr2":
+            return wr2(i_calc, obs).value
         per_frame = wr_all(i_calc, obs, per_frame=True)
         return per_frame.value[per_frame.n > 0].mean()  # frames without reflections do not count
 

@@ -98,6 +98,9 @@ class RefinementResult:
             "wR_F": self.report.get("wR_F"),
             "N_obs": self.report["N_obs"],
             "N_all": self.report["N_all"],
+            # the authors' convention (their code's R_obs and wR2): means over frames, see residuals.frame_means
+            "R_obs_frame_mean": self.report.get("R_obs_frame_mean"),
+            "wR_all_frame_mean": self.report.get("wR_all_frame_mean"),
             "wR_validation": self.wr_validation,
             "state": self.state,
             "epochs": self.epochs,

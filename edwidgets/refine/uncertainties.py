@@ -4,7 +4,8 @@ At the optimum, N = Jᵀ W J with J = ∂(k I_calc)/∂p (the *scaled* intensiti
 frame scales, so scale correlations are included) from autograd (one backward pass per
 reflection, through its own frame) or, with many reflections per frame and few parameters,
 central differences of the same differentiable model, and W = diag(w²) with w the
-wR_all weights (Methods 4.2). Then C = N⁻¹ χ² / (n − p), χ² = Σ w² (I_o − k I_c)², and
+weights of the refinement's loss: eq. 3's (Methods 4.2), or 1/σ(I_o) for the σ-weighted wR2
+(then the goodness of fit is 1 for a right model and counting noise). Then C = N⁻¹ χ² / (n − p), χ² = Σ w² (I_o − k I_c)², and
 σ(p) = √diag(C). Directions the data do not determine (N singular, e.g. a floating origin or
 a parameter without effect) are handled with a pseudo-inverse and reported.
 
@@ -143,8 +144,12 @@ def standard_uncertainties(objective, groups=("positions", "adp"), rcond: float 
     inputs = [p for _, p in selected]
     ev = objective.evaluate()
     obs = objective.obs
-    w = obs.weight.to(ev.i_calc.dtype)
-    resid = (w * (obs.i_obs - ev.i_calc)).detach()
+    if getattr(objective, "loss", None) == "wr2":
+        w = obs.sigma_weight.to(ev.i_calc.dtype)
+        i_o = obs.i_obs if obs.i_measured is None else obs.i_measured
+    else:
+        w, i_o = obs.weight.to(ev.i_calc.dtype), obs.i_obs
+    resid = (w * (i_o - ev.i_calc)).detach()
     n_par_total = sum(p.numel() for p in inputs)
     frames_with_data = max(1, int(torch.unique(obs.frame_index).numel()) if obs.frame_index is not None else 1)
     per_frame = ev.i_calc.numel() / frames_with_data
