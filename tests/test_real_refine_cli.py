@@ -25,10 +25,14 @@ def test_refine_quartz_defaults_end_to_end(shared_data, tmp_path):
     # joint orientation refinement inside the ±0.5° box
     assert settings["g_max"] == 1.6 and settings["selection_RSg_DSg"] == [0.9, 0.0015]
     assert settings["thickness_model"] == "per-frame" and settings["samples_per_frame"] == 4
+    assert settings["loss"] == "wr2"  # σ-weighted intensities
     assert settings["refined_groups"] == {"positions": True, "adp": True, "thickness": True, "orientation": True}
     # N of the selection at the file's orientations (about 1066/1839 at 1.6 Å⁻¹, Table 2: 957/1734)
     assert 900 < summary["N_obs"] < summary["N_all"] < 2100
     assert 0 < summary["R_obs"] < 0.3 and 0 < summary["wR_all"] < 0.3
+    # the authors' convention beside ours (own-scale frame R_obs is below the global one here)
+    assert 0 < summary["R_obs_frame_mean"] < summary["R_obs"] and 0 < summary["wR_all_frame_mean"] < 0.3
+    assert "means over frames" in proc.stdout
     prep = settings["preparation"]
     assert len(prep["orientation_correction_deg"]) == 99
     assert max(prep["orientation_correction_deg"]) <= 0.5 * np.sqrt(3) + 1e-6
