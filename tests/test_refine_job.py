@@ -177,12 +177,17 @@ def test_bad_settings_raise_clear_errors(setup):
         make_job(setup, validation_frames=[0, 1, 2, 3, 4])
 
 
-def test_frame_mean_loss_is_the_mean_of_the_frames_own_wr(setup):
-    """The paper averages the loss over rotations: each frame's wR (own scale), then the mean."""
-    job = make_job(setup, n_epochs=5, lr=3e-3, loss="frame_mean")
+def job_and_first_evaluation(setup, loss: str, n_epochs: int):
+    """A job refining ``loss``, the objective's evaluation at its start, and its observations."""
+    job = make_job(setup, n_epochs=n_epochs, lr=3e-3, loss=loss)
     with torch.no_grad():
         ev = job.objective.evaluate()
-    obs = job.objective.obs
+    return job, ev, job.objective.obs
+
+
+def test_frame_mean_loss_is_the_mean_of_the_frames_own_wr(setup):
+    """The paper averages the loss over rotations: each frame's wR (own scale), then the mean."""
+    job, ev, obs = job_and_first_evaluation(setup, "frame_mean", n_epochs=5)
     w, i_o = obs.weight.numpy(), obs.i_obs.numpy()
     i_c, frames = ev.i_calc.numpy(), obs.frame_index.numpy()
     per_frame = [np.sqrt(np.sum((w[m] * (i_o[m] - i_c[m])) ** 2) / np.sum((w[m] * i_o[m]) ** 2))
@@ -199,10 +204,7 @@ def test_frame_mean_loss_is_the_mean_of_the_frames_own_wr(setup):
 
 def test_wr2_loss_uses_sigma_weights_for_loss_and_scales(setup):
     """loss="wr2": Σ((I_o − k I_c)/σ)² / Σ(I_o/σ)² with each frame's k the optimum under the same weights."""
-    job = make_job(setup, n_epochs=4, lr=3e-3, loss="wr2")
-    with torch.no_grad():
-        ev = job.objective.evaluate()
-    obs = job.objective.obs
+    job, ev, obs = job_and_first_evaluation(setup, "wr2", n_epochs=4)
     sigma, i_o = obs.sigma_i.numpy(), obs.i_measured.numpy()
     i_u, frames = ev.i_unscaled.numpy(), obs.frame_index.numpy()
     i_c = np.empty_like(i_u)
