@@ -75,7 +75,7 @@ class Observations:
     frame_index: torch.Tensor | None
     n_frames: int
     u: float
-    i_measured: torch.Tensor | None = None
+    i_measured: torch.Tensor
 
     @property
     def n_all(self) -> int:
@@ -107,7 +107,7 @@ class Observations:
             frame_index=None if self.frame_index is None else self.frame_index[mask],
             n_frames=self.n_frames,
             u=self.u,
-            i_measured=None if self.i_measured is None else self.i_measured[mask],
+            i_measured=self.i_measured[mask],
         )
 
     @property
@@ -118,6 +118,15 @@ class Observations:
             raise ExperimentError(f"sigma(I_obs) is zero for {_describe_indices(zero)}: the σ-weighted wR2 needs σ > 0 "
                                  "(refine with the paper's weights instead, e.g. edwidgets refine --loss frame-mean)")
         return 1.0 / self.sigma_i
+
+    def weighted(self, weighting: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(w, I_o) of a weighting scheme: "paper" (eq. 3's w and I_o after the weak rule, wR_all) or
+        "sigma" (1/σ(I_o) and I_o as measured, :func:`wr2`)."""
+        if weighting == "paper":
+            return self.weight, self.i_obs
+        if weighting == "sigma":
+            return self.sigma_weight, self.i_measured
+        raise ExperimentError(f"unknown weighting {weighting!r}; choose 'paper' or 'sigma'")
 
 
 def prepare_observations(
@@ -337,8 +346,7 @@ def wr2(i_calc: torch.Tensor, obs: Observations, *, per_frame: bool = False) -> 
     values included.
     """
     i_calc = _check_calc(i_calc, obs)
-    w = obs.sigma_weight.to(i_calc.dtype)
-    i_o = (obs.i_obs if obs.i_measured is None else obs.i_measured).to(i_calc.dtype)
+    w, i_o = (x.to(i_calc.dtype) for x in obs.weighted("sigma"))
     return _reduce((w * (i_o - i_calc)) ** 2, (w * i_o) ** 2, None, obs, per_frame, take_sqrt=True)
 
 
@@ -375,12 +383,7 @@ def frame_scales(
         index, n = torch.zeros_like(obs.i_obs, dtype=torch.long), 1
     else:
         index, n = _frame_index(obs, frame_index, n_frames)
-    if weighting == "paper":
-        w, i_o = obs.weight, obs.i_obs
-    elif weighting == "sigma":
-        w, i_o = obs.sigma_weight, obs.i_obs if obs.i_measured is None else obs.i_measured
-    else:
-        raise ExperimentError(f"unknown weighting {weighting!r}; choose 'paper' or 'sigma'")
+    w, i_o = obs.weighted(weighting)
     w2 = w.to(i_calc.dtype) ** 2
     num = _group_sum(w2 * i_o.to(i_calc.dtype) * i_calc, index, n)
     den = _group_sum(w2 * i_calc**2, index, n)

@@ -69,8 +69,8 @@ class RefinementJob(SnapshotBroadcaster):
         threads: ``torch.set_num_threads`` in the worker (default: the cores not used by the forward
             model's frame workers, i.e. 1 when it runs one frame per core).
         uncertainties: compute standard uncertainties of positions and ADPs at the end.
-        loss: "wr_all" (wR_all of every training reflection) or "frame_mean" (the mean of the
-            frames' own wR, the paper's average over rotations); see :mod:`.objective`.
+        loss: "wr_all" (wR_all of every training reflection), "frame_mean" (the mean of the
+            frames' own wR, the paper's average over rotations) or "wr2" (σ-weighted); see :mod:`.objective`.
     """
 
     parameter_groups = PARAMETER_GROUPS

@@ -61,8 +61,9 @@ class Objective:
             raise RefinementError(f"validation frames must lie in 0..{n_frames - 1}, got {val.tolist()}")
         if val.size >= n_frames:
             raise RefinementError("every frame is held out for validation; keep some for refinement")
-        if loss == "wr2":
-            self.obs.sigma_weight  # noqa: B018 - raises a clear error now if some σ(I_o) is zero
+        #: the weights of the loss, for the frame scales and the s.u. (residuals.Observations.weighted)
+        self.weighting = "sigma" if loss == "wr2" else "paper"
+        self.obs.weighted(self.weighting)  # a clear error now if some weight cannot be formed (σ = 0)
         self.validation_frames = val
         is_val = torch.as_tensor(np.isin(frames.cpu().numpy(), val), device=frames.device)
         self.train_mask = ~is_val
@@ -78,7 +79,7 @@ class Objective:
         model = self.model
         thickness = model.frame_thickness()
         i_unscaled = self.forward.intensities(thickness, atoms=model.atoms(), rotations=model.rotations())
-        scales = frame_scales(i_unscaled, self.obs, weighting="sigma" if self.loss == "wr2" else "paper")
+        scales = frame_scales(i_unscaled, self.obs, weighting=self.weighting)
         i_calc = apply_frame_scales(i_unscaled, scales, self.obs.frame_index)
         if self.val_obs is None:
             loss = self._loss(i_calc, self.obs)

@@ -144,11 +144,8 @@ def standard_uncertainties(objective, groups=("positions", "adp"), rcond: float 
     inputs = [p for _, p in selected]
     ev = objective.evaluate()
     obs = objective.obs
-    if getattr(objective, "loss", None) == "wr2":
-        w = obs.sigma_weight.to(ev.i_calc.dtype)
-        i_o = obs.i_obs if obs.i_measured is None else obs.i_measured
-    else:
-        w, i_o = obs.weight.to(ev.i_calc.dtype), obs.i_obs
+    w, i_o = obs.weighted(objective.weighting)
+    w = w.to(ev.i_calc.dtype)
     resid = (w * (i_o - ev.i_calc)).detach()
     n_par_total = sum(p.numel() for p in inputs)
     frames_with_data = max(1, int(torch.unique(obs.frame_index).numel()) if obs.frame_index is not None else 1)
